@@ -1,0 +1,96 @@
+"""The application factory: the one place where Rebound's parts are wired together."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask, Response
+from flask_login import LoginManager
+from flask_wtf.csrf import CSRFProtect
+from sqlalchemy import select
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from course import access, errors, health, home, log
+from course.accounts import blueprint as accounts
+from course.commands import register_commands
+from course.config import Settings, load_settings
+from course.database import db
+from course.models import LocalAccount, User
+
+csrf = CSRFProtect()
+login_manager = LoginManager()
+logger = logging.getLogger("rebound.app")
+
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "strict-origin-when-cross-origin",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
+}
+
+
+def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
+    """Build a Rebound app from `REBOUND_*` settings (plus overrides, for tests)."""
+    settings = load_settings(overrides=test_config)
+    log.configure_logging(settings.log_level, settings.log_format)
+
+    app = Flask("course", instance_path=str(settings.data_dir))
+    app.config.update(settings.flask_config())
+    app.config.update(settings.extra)
+    if settings.trusted_proxy_hops:
+        hops = settings.trusted_proxy_hops
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops, x_prefix=hops
+        )
+    app.extensions["rebound.home_links"] = []
+
+    db.init_app(app)
+    csrf.init_app(app)
+    _init_login(app)
+    log.init_request_logging(app)
+    access.init_access_control(app)
+    errors.register_error_handlers(app)
+
+    app.register_blueprint(home.bp)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(accounts.bp)
+    register_commands(app)
+
+    @app.context_processor
+    def home_links() -> dict[str, Any]:
+        return {"home_links": app.extensions["rebound.home_links"]}
+
+    @app.after_request
+    def security_headers(response: Response) -> Response:
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        response.headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'self'; "
+            "frame-ancestors 'self'",
+        )
+        return response
+
+    logger.debug("app created", extra={"env": settings.env})
+    return app
+
+
+def _init_login(app: Flask) -> None:
+    login_manager.init_app(app)
+    login_manager.session_protection = "basic"
+
+    @login_manager.user_loader
+    def load_user(user_id: str) -> LocalAccount | User | None:
+        kind, _, raw_id = user_id.partition(":")
+        if not raw_id.isdigit():
+            return None
+        model = {"local": LocalAccount, "lti": User}.get(kind)
+        if model is None:
+            return None
+        return db.session.scalar(select(model).where(model.id == int(raw_id)))  # type: ignore[attr-defined]
+
+
+def settings_of(app: Flask) -> Settings:
+    """The validated settings an app was built with."""
+    return app.config["REBOUND_SETTINGS"]  # type: ignore[no-any-return]

@@ -1,0 +1,107 @@
+"""Error pages in plain words, and JSON errors for API clients."""
+
+from __future__ import annotations
+
+import logging
+from typing import NoReturn
+
+from flask import Flask, Response, g, jsonify, render_template, request
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException, InternalServerError, default_exceptions
+
+logger = logging.getLogger("rebound.errors")
+
+# What each status means to a person, and what they can do about it.
+MESSAGES: dict[int, tuple[str, str]] = {
+    400: ("The request could not be understood", "Go back, check what you entered and try again."),
+    401: ("You need to sign in", "Open Rebound from your LMS, or sign in with your account."),
+    403: (
+        "You don't have access to this page",
+        "Your role doesn't allow it. If you think it should, ask your LMS administrator.",
+    ),
+    404: (
+        "That page doesn't exist",
+        "The link may be old or mistyped. Start again from your LMS or the home page.",
+    ),
+    405: (
+        "That action isn't allowed here",
+        "The page was asked to do something it doesn't do. Go back and use its buttons.",
+    ),
+    413: (
+        "What you sent is too large",
+        "Make the upload or text smaller and try again.",
+    ),
+    429: ("Too many attempts", "Wait a few minutes before trying again."),
+    500: (
+        "Something went wrong on our side",
+        "Nothing you did caused this. Try again in a moment; if it keeps happening, "
+        "give the support team the reference below.",
+    ),
+    503: ("Rebound is briefly unavailable", "Try again in a minute."),
+}
+
+
+def wants_json() -> bool:
+    """API paths always answer in JSON; pages answer in HTML."""
+    return request.path.startswith("/api/")
+
+
+def error_response(status: int, detail: str | None = None) -> tuple[Response | str, int]:
+    """A page (or JSON body) explaining an error, with the request id to quote to support."""
+    title, advice = MESSAGES.get(status, (f"Error {status}", "Try again."))
+    request_id = g.get("request_id", "-")
+    if wants_json():
+        body = {
+            "error": {
+                "status": status,
+                "title": title,
+                "detail": detail or advice,
+                "request_id": request_id,
+            }
+        }
+        return jsonify(body), status
+    page = render_template(
+        "errors/error.html",
+        status=status,
+        title=title,
+        detail=detail,
+        advice=advice,
+        request_id=request_id,
+    )
+    return page, status
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Turn every HTTP error and unexpected exception into a clear page or JSON body."""
+
+    @app.errorhandler(CSRFError)
+    def csrf_failed(error: CSRFError) -> tuple[Response | str, int]:
+        logger.warning("csrf rejected: %s", error.description, extra={"path": request.path})
+        return error_response(
+            400,
+            "This form's security token was missing or expired, so nothing was saved. "
+            "Reload the page and submit the form again.",
+        )
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> Response | HTTPException:
+        if error.code is None or error.code < 400:
+            return error
+        response = app.make_response(error_response(error.code, getattr(error, "rebound_detail", None)))
+        # Keep what the exception says in headers (Allow on 405, Retry-After on 429).
+        for name, value in error.get_headers():
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response
+
+    @app.errorhandler(Exception)
+    def unexpected(error: Exception) -> tuple[Response | str, int]:
+        logger.exception("unhandled error", extra={"path": request.path})
+        return error_response(InternalServerError.code)
+
+
+def abort_with(status: int, detail: str, **kwargs: object) -> NoReturn:
+    """Stop the request with `status` and a sentence saying exactly what was wrong."""
+    error = default_exceptions[status](**kwargs)
+    error.rebound_detail = detail  # type: ignore[attr-defined]
+    raise error

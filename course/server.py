@@ -1,0 +1,82 @@
+"""`rebound serve`: Gunicorn running the app factory in each worker."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+from gunicorn.app.base import BaseApplication
+
+from course.app import create_app
+
+
+class ReboundServer(BaseApplication):  # type: ignore[misc]
+    """A Gunicorn application that builds a fresh Rebound app in every worker."""
+
+    def __init__(self, options: dict[str, Any]) -> None:
+        self.options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Flask:
+        return create_app()
+
+
+def _logging_config(level: str, fmt: str) -> dict[str, Any]:
+    """Gunicorn's own lines in Rebound's format, so every line of the log parses the same way."""
+    formatter = "course.log.JsonFormatter" if fmt == "json" else "course.log.TextFormatter"
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"rebound": {"()": formatter}},
+        "filters": {"request_id": {"()": "course.log.RequestIdFilter"}},
+        "handlers": {
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "formatter": "rebound",
+                "filters": ["request_id"],
+                "stream": "ext://sys.stderr",
+            }
+        },
+        "root": {"level": "WARNING", "handlers": ["stderr"]},
+        "loggers": {
+            "gunicorn.error": {"level": level, "handlers": ["stderr"], "propagate": False},
+        },
+    }
+
+
+def server_options(
+    *,
+    host: str,
+    port: int,
+    workers: int,
+    threads: int,
+    trust_proxy: bool,
+    announce: str,
+    log_level: str,
+    log_format: str,
+) -> dict[str, Any]:
+    """Gunicorn settings; forwarded headers are left to ProxyFix, which trusts only when told."""
+
+    def when_ready(server: Any) -> None:
+        server.log.info(announce)
+
+    return {
+        "bind": f"{host}:{port}",
+        "workers": workers,
+        "threads": threads,
+        "worker_class": "gthread" if threads > 1 else "sync",
+        "timeout": 60,
+        "graceful_timeout": 30,
+        "keepalive": 5,
+        "accesslog": None,
+        "logconfig_dict": _logging_config(log_level, log_format),
+        "control_socket_disable": True,
+        # Gunicorn would otherwise believe X-Forwarded-Proto from 127.0.0.1 by default.
+        "forwarded_allow_ips": "*" if trust_proxy else "",
+        "secure_scheme_headers": {"X-FORWARDED-PROTO": "https"} if trust_proxy else {},
+        "when_ready": when_ready,
+    }
