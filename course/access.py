@@ -26,6 +26,7 @@ LOCAL_ROLE_GRANTS: dict[str, frozenset[str]] = {
     "trainer": frozenset({"trainer"}),
 }
 SESSION_ROLES_KEY = "lti_roles"
+SESSION_PLACEMENTS_KEY = "lti_placements"
 ATTRIBUTE = "rebound_roles"
 
 logger = logging.getLogger("rebound.access")
@@ -66,6 +67,11 @@ def current_roles() -> frozenset[str]:
     local_role = getattr(current_user, "role", None)
     if local_role is not None:
         return LOCAL_ROLE_GRANTS.get(local_role, frozenset())
+    # An LTI user's roles belong to the placement they launched; pages of a placement
+    # get that placement's roles, other pages those of the latest launch.
+    placement_id = (request.view_args or {}).get("placement_id")
+    if placement_id is not None:
+        return frozenset(session.get(SESSION_PLACEMENTS_KEY, {}).get(str(placement_id), ()))
     return frozenset(session.get(SESSION_ROLES_KEY, ()))
 
 

@@ -7,8 +7,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask, Response
-from flask_login import LoginManager
-from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import select
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -17,10 +15,10 @@ from course.accounts import blueprint as accounts
 from course.commands import register_commands
 from course.config import Settings, load_settings
 from course.database import db
+from course.extensions import csrf, login_manager
 from course.models import LocalAccount, User
+from plugin import web as lti
 
-csrf = CSRFProtect()
-login_manager = LoginManager()
 logger = logging.getLogger("rebound.app")
 
 SECURITY_HEADERS = {
@@ -44,6 +42,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
             app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops, x_prefix=hops
         )
     app.extensions["rebound.home_links"] = []
+    app.extensions["rebound.frame_ancestors"] = lambda: []
 
     db.init_app(app)
     csrf.init_app(app)
@@ -56,6 +55,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(health.bp)
     app.register_blueprint(accounts.bp)
     register_commands(app)
+    lti.init_app(app)
 
     @app.context_processor
     def home_links() -> dict[str, Any]:
@@ -65,11 +65,12 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     def security_headers(response: Response) -> Response:
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
-        response.headers.setdefault(
-            "Content-Security-Policy",
-            "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'self'; "
-            "frame-ancestors 'self'",
-        )
+        if "Content-Security-Policy" not in response.headers:
+            ancestors = " ".join(["'self'", *app.extensions["rebound.frame_ancestors"]()])
+            response.headers["Content-Security-Policy"] = (
+                "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'self'; "
+                f"frame-ancestors {ancestors}"
+            )
         return response
 
     logger.debug("app created", extra={"env": settings.env})

@@ -179,6 +179,11 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
         base_url = f"http://{shown_host}:{port}"
         os.environ["REBOUND_BASE_URL"] = base_url
     announce = f"Rebound ({settings.env}) is running at {base_url}/"
+    from course.app import create_app
+
+    # Built again so the links (the development LMS's, for one) use the address just chosen.
+    for link in create_app().extensions["rebound.home_links"]:
+        announce += f" - {link['label']}: {link['url']}"
     click.echo(announce)
     options = server_options(
         host=host,

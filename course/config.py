@@ -96,7 +96,12 @@ class Settings:
 
     def flask_config(self) -> dict[str, Any]:
         """The Flask config keys derived from these settings."""
-        secure = self.base_url.startswith("https://")
+        # Browsers treat loopback hosts as secure, so a development LMS on localhost can
+        # frame the tool with the same SameSite=None; Secure; Partitioned cookies as production.
+        secure = self.base_url.startswith("https://") or urlsplit(self.base_url).hostname in (
+            "localhost",
+            "127.0.0.1",
+        )
         return {
             "REBOUND_SETTINGS": self,
             "ENV_NAME": self.env,
@@ -108,6 +113,9 @@ class Settings:
             "SESSION_COOKIE_HTTPONLY": True,
             "SESSION_COOKIE_SECURE": secure,
             "SESSION_COOKIE_SAMESITE": "None" if secure else "Lax",
+            "SESSION_COOKIE_PARTITIONED": secure,
+            "SESSION_COOKIE_NAME": "rebound_session",
+            "PERMANENT_SESSION_LIFETIME": 12 * 3600,
             "REMEMBER_COOKIE_SECURE": secure,
             "PREFERRED_URL_SCHEME": "https" if secure else "http",
             "WTF_CSRF_TIME_LIMIT": 8 * 3600,

@@ -109,8 +109,12 @@ def empty_database_url(backend: str, databases: Databases) -> str:
 
 
 @pytest.fixture
-def app_factory(tmp_path: Path) -> Callable[..., Flask]:
-    """Build an app with test settings; keyword arguments override settings."""
+def app_factory(tmp_path: Path) -> Iterator[Callable[..., Flask]]:
+    """Build an app with test settings; keyword arguments override settings.
+
+    Every app built is closed at the end of the test, so no connection outlives it.
+    """
+    built: list[Flask] = []
 
     def build(**overrides: Any) -> Flask:
         config = {
@@ -121,9 +125,13 @@ def app_factory(tmp_path: Path) -> Callable[..., Flask]:
             "TESTING": True,
         }
         config.update(overrides)
-        return create_app(config)
+        application = create_app(config)
+        built.append(application)
+        return application
 
-    return build
+    yield build
+    for application in built:
+        db.state(application).engine.dispose()
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 
 import course.models  # noqa: F401  (registers every table on the metadata)
+import plugin.models  # noqa: F401
 from course.database import Base
 
 config = context.config

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, CheckConstraint, ForeignKey, String, UniqueConstraint
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from course.database import Base, UTCDateTime, utcnow
@@ -35,9 +35,19 @@ class Platform(Base):
     jwks_url: Mapped[str] = mapped_column(String(1000))
     registration: Mapped[str] = mapped_column(String(20), default="static")
     role_overrides: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Pages allowed to frame Rebound (CSP frame-ancestors): configured, and learned from
+    # launches (Canvas customers' hosts differ from the shared issuer).
+    frame_origins: Mapped[list[str]] = mapped_column(JSON, default=list)
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    # Health, shown to admins: what an LMS administrator needs to debug a registration.
+    last_launch_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    clock_skew_seconds: Mapped[int | None]
+    keys_status: Mapped[str | None] = mapped_column(String(300))
+    keys_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     deployments: Mapped[list[Deployment]] = relationship(
         back_populates="platform", cascade="all, delete-orphan"

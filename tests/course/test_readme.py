@@ -28,8 +28,17 @@ def test_every_setting_is_in_the_readme() -> None:
     assert missing == []
 
 
-def test_every_cli_command_is_in_the_readme() -> None:
-    missing = [path for path in _command_paths(cli) if f"`{path}" not in README]
+def test_every_cli_command_is_in_the_readme(app) -> None:  # type: ignore[no-untyped-def]
+    paths = set(_command_paths(cli)) | set(_command_paths(app.cli))
+    missing = [path for path in sorted(paths) if f"`{path}" not in README]
+    assert missing == []
+
+
+def test_every_lti_endpoint_is_in_the_readme(app) -> None:  # type: ignore[no-untyped-def]
+    lti_rules = {rule.rule for rule in app.url_map.iter_rules() if rule.rule.startswith("/lti/")}
+    public = {"/lti/login", "/lti/launch", "/lti/jwks", "/lti/register", "/lti/config.json"}
+    assert public <= lti_rules
+    missing = [rule for rule in sorted(public) if f"`{rule}`" not in README]
     assert missing == []
 
 

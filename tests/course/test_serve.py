@@ -37,6 +37,7 @@ def test_serve_starts_on_an_empty_data_directory_and_answers(tmp_path: Path) -> 
         while time.monotonic() < deadline and "is running at" not in announced:
             announced += server.stdout.readline()
         assert f"Rebound (development) is running at http://127.0.0.1:{port}/" in announced
+        assert f"Open the development LMS: http://localhost:{port}/dev-lms/" in announced
         assert (tmp_path / "instance" / "rebound.sqlite3").exists()
 
         for _ in range(50):

@@ -1,0 +1,427 @@
+"""The LTI 1.3 launch: OIDC login, id_token acceptance, and the launch record a session is
+built from. Plain functions over a database session; the views in `blueprint.py` are thin."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from urllib.parse import urlencode, urlsplit
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from course.models import Context, Deployment, Placement, Platform, User
+from plugin.claims import LaunchMessage
+from plugin.errors import LaunchError
+from plugin.id_token import validate_id_token
+from plugin.models import Launch, LoginState
+from plugin.platform_keys import KeySource
+from plugin.registrations import origin_of, platform_for_login, registration_of
+from plugin.roles import explain_roles
+from plugin.stores import DatabaseNonceStore
+
+LOGIN_TTL = timedelta(minutes=10)
+LAUNCH_TTL = timedelta(minutes=10)
+MAX_FRAME_ORIGINS = 20
+# A custom parameter that points a placement at part of the course: "lesson:<id>", "case:<id>".
+TARGET_PARAMETER = "rebound_target"
+TARGET_KINDS = ("course", "module", "lesson", "case")
+
+logger = logging.getLogger("rebound.lti")
+
+
+def state_cookie_name(state: str) -> str:
+    """One cookie per login, so two launches in two frames never overwrite each other."""
+    return "rebound_lti_" + hashlib.sha256(state.encode()).hexdigest()[:16]
+
+
+def token_hash(token: str) -> str:
+    """Launch tokens are stored only as hashes."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class LoginRequest:
+    """The parameters of a third-party-initiated login (LTI 1.3 Core §5.1.1)."""
+
+    issuer: str
+    login_hint: str
+    target_link_uri: str
+    lti_message_hint: str | None = None
+    client_id: str | None = None
+    deployment_id: str | None = None
+    storage_target: str | None = None
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, str]) -> LoginRequest:
+        """Read the login parameters; a missing one is a LaunchError naming it."""
+        missing = [name for name in ("iss", "login_hint", "target_link_uri") if not params.get(name)]
+        if missing:
+            raise LaunchError(
+                "login-parameter-missing",
+                "The LMS started the launch without information Rebound needs.",
+                f"The OIDC login request lacks {', '.join(missing)}. Check that the LMS sends "
+                "the standard LTI 1.3 login parameters to /lti/login.",
+                details={"missing": missing},
+            )
+        return cls(
+            issuer=params["iss"],
+            login_hint=params["login_hint"],
+            target_link_uri=params["target_link_uri"],
+            lti_message_hint=params.get("lti_message_hint") or None,
+            client_id=params.get("client_id") or None,
+            deployment_id=params.get("lti_deployment_id") or None,
+            storage_target=(params.get("lti_storage_target") or None),
+        )
+
+
+@dataclass(frozen=True)
+class LoginStart:
+    """Where to send the browser next, and what to remember in it."""
+
+    platform: Platform
+    state: str
+    nonce: str
+    auth_url: str
+    storage_target: str | None
+
+
+def _check_target_host(target_link_uri: str, tool_hosts: Collection[str]) -> None:
+    parts = urlsplit(target_link_uri)
+    host = parts.netloc.lower()
+    if parts.scheme not in ("http", "https") or host not in {h.lower() for h in tool_hosts}:
+        raise LaunchError(
+            "target-link-uri-foreign",
+            "The LMS asked Rebound to open a page that isn't Rebound's.",
+            f"target_link_uri {target_link_uri!r} is not on this tool's host "
+            f"({', '.join(sorted(tool_hosts))}). Check the tool URL configured in the LMS "
+            "and REBOUND_BASE_URL.",
+            details={"target_link_uri": target_link_uri},
+        )
+
+
+def begin_login(
+    session: Session,
+    request: LoginRequest,
+    *,
+    redirect_uri: str,
+    tool_hosts: Collection[str],
+    now: datetime,
+) -> LoginStart:
+    """Remember a new state and nonce and build the platform's authentication request URL."""
+    platform = platform_for_login(session, request.issuer, request.client_id)
+    if request.deployment_id and request.deployment_id not in registration_of(platform).deployment_ids:
+        raise LaunchError(
+            "deployment-unknown",
+            "This placement of Rebound in the LMS is not registered.",
+            f"Deployment {request.deployment_id!r} is not registered for {platform.issuer}. Add "
+            f"it with `rebound platforms add-deployment {platform.id} {request.deployment_id}`.",
+            details={"issuer": platform.issuer, "deployment_id": request.deployment_id},
+        )
+    _check_target_host(request.target_link_uri, tool_hosts)
+    session.execute(delete(LoginState).where(LoginState.expires_at < now))
+    state, nonce = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    session.add(
+        LoginState(
+            state=state,
+            nonce=nonce,
+            platform_id=platform.id,
+            target_link_uri=request.target_link_uri,
+            storage_target=request.storage_target,
+            created_at=now,
+            expires_at=now + LOGIN_TTL,
+        )
+    )
+    params = {
+        "scope": "openid",
+        "response_type": "id_token",
+        "response_mode": "form_post",
+        "prompt": "none",
+        "client_id": platform.client_id,
+        "redirect_uri": redirect_uri,
+        "login_hint": request.login_hint,
+        "state": state,
+        "nonce": nonce,
+    }
+    if request.lti_message_hint:
+        params["lti_message_hint"] = request.lti_message_hint
+    separator = "&" if urlsplit(platform.auth_login_url).query else "?"
+    return LoginStart(
+        platform=platform,
+        state=state,
+        nonce=nonce,
+        auth_url=platform.auth_login_url + separator + urlencode(params),
+        storage_target=request.storage_target,
+    )
+
+
+@dataclass(frozen=True)
+class AcceptedLaunch:
+    """A launch whose token passed every check, recorded and ready to become a session."""
+
+    launch: Launch
+    token: str
+    message: LaunchMessage
+    platform: Platform
+    user: User
+    placement: Placement | None
+    roles: frozenset[str]
+
+
+def _claim_state(session: Session, state: str, now: datetime) -> LoginState:
+    login = session.get(LoginState, state) if state else None
+    if login is None:
+        raise LaunchError(
+            "state-unknown",
+            "This launch could not be matched to one Rebound started. Please start the "
+            "activity again from the LMS.",
+            "The state parameter is unknown: the login step did not go through this Rebound "
+            "installation, or it was cleaned up long ago.",
+        )
+    if login.expires_at < now:
+        raise LaunchError(
+            "state-expired",
+            "This launch took too long to complete. Please start the activity again from the LMS.",
+            f"The login started more than {int(LOGIN_TTL.total_seconds() // 60)} minutes before "
+            "the launch arrived.",
+            details={"platform_id": login.platform_id},
+        )
+    if login.used_at is not None:
+        raise LaunchError(
+            "state-replayed",
+            "This launch was already used. Please start the activity again from the LMS.",
+            "The same state arrived twice: a reload or back button re-posted the launch form, "
+            "or it was replayed.",
+            details={"platform_id": login.platform_id},
+        )
+    return login
+
+
+def accept_launch(
+    session: Session,
+    *,
+    id_token: str,
+    state: str,
+    browser_state: str | None,
+    cookies_work: bool,
+    key_source_for: Callable[[Platform], KeySource],
+    tool_hosts: Collection[str],
+    now: datetime,
+) -> AcceptedLaunch:
+    """Validate the id_token against the state it answers and record who launched where.
+
+    `browser_state` is the state the browser's cookie remembered (None when the cookie
+    did not come back). A browser that keeps our cookies but not this state's is not the
+    one that started the login, and is refused.
+    """
+    if not id_token:
+        raise LaunchError(
+            "id-token-missing",
+            "The LMS sent an empty launch. Please start the activity again from the LMS.",
+            "The POST to /lti/launch carried no id_token; the platform must use form_post.",
+        )
+    login = _claim_state(session, state, now)
+    platform = session.get(Platform, login.platform_id)
+    assert platform is not None  # the foreign key guarantees it
+    if browser_state is not None and not hmac.compare_digest(browser_state, state):
+        raise LaunchError(
+            "state-mismatch",
+            "This launch was started in another browser. Please start the activity again from the LMS.",
+            "The state cookie does not match the state the platform returned.",
+            details={"platform_id": platform.id},
+        )
+    if browser_state is None and cookies_work:
+        raise LaunchError(
+            "state-mismatch",
+            "This launch was not started in this browser. Please start the activity again from the LMS.",
+            "The browser keeps Rebound's cookies but has none for this login: the launch form "
+            "was probably submitted from somewhere else (login CSRF).",
+            details={"platform_id": platform.id},
+        )
+    message = validate_id_token(
+        id_token,
+        registration=registration_of(platform),
+        key_source=key_source_for(platform),
+        nonce_store=DatabaseNonceStore(session),
+        now=now,
+        tool_hosts=tool_hosts,
+        expected_nonce=login.nonce,
+    )
+    claimed = session.execute(
+        update(LoginState)
+        .where(LoginState.state == state, LoginState.used_at.is_(None))
+        .values(used_at=now)
+    )
+    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+        raise LaunchError(
+            "state-replayed",
+            "This launch was already used. Please start the activity again from the LMS.",
+            "Two launches raced for the same state; only the first counts.",
+        )
+    if message.is_anonymous:
+        raise LaunchError(
+            "anonymous-launch",
+            "Rebound needs to know who you are to keep your progress, but the LMS launched "
+            "it anonymously (for example from a public or preview page).",
+            "The id_token has no sub claim. Launch Rebound from a course where the learner "
+            "is signed in, and let the tool receive the user's identity.",
+            status=403,
+            details={"platform_id": platform.id},
+        )
+
+    mapping = explain_roles(message.roles, platform.role_overrides)
+    if mapping.unrecognized:
+        logger.info("unrecognised LTI roles", extra={"roles": list(mapping.unrecognized)})
+    user = _upsert_user(session, platform, message, now)
+    placement = _record_placement(session, platform, message, now)
+    _remember_platform_health(platform, message, now)
+
+    token = secrets.token_urlsafe(32)
+    launch = Launch(
+        token_hash=token_hash(token),
+        platform_id=platform.id,
+        user_id=user.id,
+        placement_id=placement.id if placement else None,
+        message_type=message.message_type,
+        roles=sorted(mapping.roles),
+        context=_session_context(message),
+        state=state,
+        browser_bound=browser_state is not None,
+        created_at=now,
+        expires_at=now + LAUNCH_TTL,
+    )
+    session.add(launch)
+    session.flush()
+    return AcceptedLaunch(launch, token, message, platform, user, placement, mapping.roles)
+
+
+def _upsert_user(session: Session, platform: Platform, message: LaunchMessage, now: datetime) -> User:
+    assert message.subject is not None
+    user = session.scalar(select(User).where(User.platform_id == platform.id, User.sub == message.subject))
+    if user is None:
+        user = User(platform_id=platform.id, sub=message.subject)
+        session.add(user)
+    # The LMS is the source of truth for names and emails: refresh them on every launch.
+    user.name = message.name or " ".join(filter(None, (message.given_name, message.family_name))) or None
+    user.given_name = message.given_name
+    user.family_name = message.family_name
+    user.email = message.email
+    user.lis_person_sourcedid = message.lis_person_sourcedid
+    user.last_launch_at = now
+    session.flush()
+    return user
+
+
+def parse_target(value: str | None) -> tuple[str, str | None] | None:
+    """Read a `rebound_target` custom parameter: "course", "module:own", "lesson:<id>"."""
+    if not value:
+        return None
+    kind, _, ref = value.strip().partition(":")
+    if kind not in TARGET_KINDS or (kind != "course" and not ref):
+        return None
+    return kind, (ref or None)
+
+
+def _record_placement(
+    session: Session, platform: Platform, message: LaunchMessage, now: datetime
+) -> Placement | None:
+    if message.context is None or message.resource_link is None:
+        return None
+    deployment = session.scalar(
+        select(Deployment).where(
+            Deployment.platform_id == platform.id, Deployment.deployment_id == message.deployment_id
+        )
+    )
+    assert deployment is not None  # validation checked the deployment is known
+    context = session.scalar(
+        select(Context).where(
+            Context.deployment_id == deployment.id, Context.lms_context_id == message.context.id
+        )
+    )
+    if context is None:
+        context = Context(platform_id=platform.id, deployment_id=deployment.id, lms_context_id=message.context.id)
+        session.add(context)
+    context.title = message.context.title
+    context.label = message.context.label
+    if message.nrps is not None:
+        context.memberships_url = message.nrps.context_memberships_url
+    session.flush()
+
+    placement = session.scalar(
+        select(Placement).where(
+            Placement.context_id == context.id,
+            Placement.resource_link_id == message.resource_link.id,
+        )
+    )
+    if placement is None:
+        placement = Placement(platform_id=platform.id, context_id=context.id, resource_link_id=message.resource_link.id)
+        session.add(placement)
+    placement.title = message.resource_link.title
+    target = parse_target(message.custom.get(TARGET_PARAMETER))
+    if target is not None:
+        placement.target_kind, placement.target_ref = target
+    elif placement.target_kind is None:
+        placement.target_kind = "course"
+    if message.ags is not None:
+        placement.lineitem_url = message.ags.lineitem_url or placement.lineitem_url
+        placement.lineitems_url = message.ags.lineitems_url or placement.lineitems_url
+    session.flush()
+    return placement
+
+
+def _remember_platform_health(platform: Platform, message: LaunchMessage, now: datetime) -> None:
+    platform.last_launch_at = now
+    platform.clock_skew_seconds = round(message.clock_skew_seconds)
+    origins = list(platform.frame_origins or [])
+    presentation, tool_platform = message.launch_presentation, message.tool_platform
+    for url in (presentation.return_url if presentation else None, tool_platform.url if tool_platform else None):
+        if url and url.startswith("https://") and origin_of(url) not in origins:
+            origins.append(origin_of(url))
+    platform.frame_origins = origins[-MAX_FRAME_ORIGINS:]
+
+
+def _session_context(message: LaunchMessage) -> dict[str, object]:
+    """What later requests of this session need from the launch (never the raw token)."""
+    context: dict[str, object] = {}
+    if message.launch_presentation and message.launch_presentation.return_url:
+        context["return_url"] = message.launch_presentation.return_url
+    if message.deep_linking is not None:
+        settings = message.deep_linking
+        context["deep_linking"] = {
+            "return_url": settings.deep_link_return_url,
+            "accept_types": list(settings.accept_types),
+            "accept_multiple": settings.accept_multiple,
+            "data": settings.data,
+            "deployment_id": message.deployment_id,
+        }
+    if message.ags is not None:
+        context["ags_scopes"] = list(message.ags.scopes)
+    return context
+
+
+def record_failure(session: Session, platform_id: int | None, error: LaunchError, now: datetime) -> None:
+    """Keep the last launch error on the platform, for the admins' health page."""
+    if platform_id is None:
+        return
+    platform = session.get(Platform, platform_id)
+    if platform is not None:
+        platform.last_error = f"{error.code}: {error.hint}"
+        platform.last_error_at = now
+
+
+def find_launch(session: Session, token: str, now: datetime) -> Launch:
+    """The launch a landing or continue link names; a LaunchError if unknown or expired."""
+    launch = session.scalar(select(Launch).where(Launch.token_hash == token_hash(token or "")))
+    if launch is None or launch.expires_at < now:
+        raise LaunchError(
+            "launch-link-expired",
+            "This launch link has expired or is not valid. Please start the activity again from the LMS.",
+            f"Launch links are valid for {int(LAUNCH_TTL.total_seconds() // 60)} minutes and once.",
+            status=400,
+        )
+    return launch
