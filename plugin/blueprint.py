@@ -284,6 +284,19 @@ def config_json() -> Response:
     return jsonify(canvas_configuration(web.base_url()))
 
 
+REGISTRATION_CSP = (
+    # The LMS frames this page before it is registered, so no list of platforms can name it yet.
+    "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'self'; frame-ancestors *"
+)
+
+
+@bp.after_request
+def registration_may_be_framed(response: Response) -> Response:
+    if request.endpoint == "lti.register":
+        response.headers["Content-Security-Policy"] = REGISTRATION_CSP
+    return response
+
+
 @bp.route("/lti/register")
 @public
 def register() -> tuple[str, int]:

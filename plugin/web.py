@@ -94,29 +94,16 @@ def launch_targets(app: Flask) -> dict[str, LaunchTarget]:
     return app.extensions.setdefault("rebound.launch_targets", {})  # type: ignore[no-any-return]
 
 
-FRAME_ANCESTORS_TTL_SECONDS = 30
+def _frame_ancestors() -> list[str]:
+    """Registered platforms' origins, read per page: a new registration must work at once."""
+    from plugin.registrations import frame_ancestor_origins
 
-
-def _frame_ancestors(app: Flask) -> Callable[[], list[str]]:
-    """Registered platforms' origins, cached briefly: every response needs them."""
-    cache: dict[str, Any] = {"at": 0.0, "origins": []}
-    ttl = 0 if app.config.get("TESTING") else FRAME_ANCESTORS_TTL_SECONDS
-
-    def origins() -> list[str]:
-        import time
-
-        from plugin.registrations import frame_ancestor_origins
-
-        if time.monotonic() - cache["at"] >= ttl:
-            try:
-                cache["origins"] = frame_ancestor_origins(db.session)
-            except SQLAlchemyError:
-                # A page must still render (e.g. /readyz during an outage); keep the last list.
-                db.session.rollback()
-            cache["at"] = time.monotonic()
-        return list(cache["origins"])
-
-    return origins
+    try:
+        return frame_ancestor_origins(db.session)
+    except SQLAlchemyError:
+        # A page must still render (e.g. an error page during an outage).
+        db.session.rollback()
+        return []
 
 
 def init_app(app: Flask) -> None:
@@ -130,7 +117,7 @@ def init_app(app: Flask) -> None:
     for view in (blueprint.login, blueprint.launch, blueprint.verify_storage):
         csrf.exempt(view)
     app.add_template_filter(origin_of, "origin")
-    app.extensions["rebound.frame_ancestors"] = _frame_ancestors(app)
+    app.extensions["rebound.frame_ancestors"] = _frame_ancestors
     commands.register(app)
     if not app.config["REBOUND_SETTINGS"].is_production:
         from plugin.dev_lms import blueprint as dev_lms

@@ -14,6 +14,7 @@ from course.extensions import csrf
 from course.models import Platform
 from plugin import claims as c
 from plugin.dev_lms import platform as lms
+from plugin.registrations import origin_of
 
 bp = Blueprint(
     "dev_lms",
@@ -22,6 +23,17 @@ bp = Blueprint(
     static_folder="static",
     static_url_path="/dev-lms/static",
 )
+
+
+@bp.after_request
+def allow_framing_the_tool(response: Response) -> Response:
+    """The LMS page frames Rebound (another origin); Rebound's own pages frame nothing."""
+    tool_origin = origin_of(_tool_base())
+    response.headers["Content-Security-Policy"] = (
+        f"default-src 'self'; frame-src 'self' {tool_origin}; img-src 'self' data:; object-src 'none'; "
+        "base-uri 'self'; frame-ancestors 'self'"
+    )
+    return response
 
 
 def _tool_base() -> str:

@@ -375,3 +375,20 @@ def test_development_lms_does_not_exist_in_production(app_factory: Callable[...,
     assert client.get("/dev-lms/jwks").status_code == 404
     assert "development LMS" not in client.get("/").get_data(as_text=True)
     db.state(production).engine.dispose()
+
+
+def test_registration_page_may_be_framed_by_an_lms_not_registered_yet(client: FlaskClient, moodle: FakeMoodle) -> None:
+    response = _register(client)
+    assert "frame-ancestors *" in response.headers["Content-Security-Policy"]
+    assert "frame-ancestors *" not in client.get("/").headers["Content-Security-Policy"]
+
+
+def test_a_new_registration_may_frame_rebound_at_once(client: FlaskClient, moodle: FakeMoodle) -> None:
+    assert "https://moodle.example.edu" not in client.get("/").headers["Content-Security-Policy"]
+    _register(client)
+    assert "https://moodle.example.edu" in client.get("/").headers["Content-Security-Policy"]
+
+
+def test_development_lms_page_may_frame_the_tool(client: FlaskClient) -> None:
+    csp = client.get("/dev-lms/", base_url=TOOL).headers["Content-Security-Policy"]
+    assert f"frame-src 'self' {TOOL}" in csp
