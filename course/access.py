@@ -94,9 +94,23 @@ def init_access_control(app: Flask) -> None:
         if PUBLIC in roles:
             return None
         if not current_user.is_authenticated:
-            if roles & STAFF_ROLES and not request.path.startswith("/api/"):
+            # Learner pages are reached from an LMS launch, so a sign-in form would mislead.
+            if roles & STAFF_ROLES and "learner" not in roles and not request.path.startswith("/api/"):
                 return redirect(url_for("accounts.login", next=request.full_path.rstrip("?")))
             abort_with(401, "Open Rebound from your LMS, or sign in with your Rebound account.")
         if not roles & current_roles():
             abort_with(403, "Your role doesn't allow this page.")
         return None
+
+
+def placement_or_404(placement_id: int) -> Any:
+    """The placement a learner page belongs to, only if it is the signed-in user's tenant's
+    and their session launched it; anything else is a plain 404 (no hint that it exists)."""
+    from course.database import db
+    from course.models import Placement
+
+    placement = db.session.get(Placement, placement_id)
+    launched = str(placement_id) in session.get(SESSION_PLACEMENTS_KEY, {})
+    if placement is None or not launched or placement.platform_id != getattr(current_user, "platform_id", None):
+        abort_with(404, "That course page doesn't exist, or it belongs to another course. Open it from your LMS.")
+    return placement

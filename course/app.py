@@ -17,7 +17,9 @@ from course.config import Settings, load_settings
 from course.database import db
 from course.extensions import csrf, login_manager
 from course.models import LocalAccount, User
+from lessons import web as lessons_web
 from plugin import web as lti
+from quizzes import web as quizzes_web
 
 logger = logging.getLogger("rebound.app")
 
@@ -56,10 +58,16 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(accounts.bp)
     register_commands(app)
     lti.init_app(app)
+    lessons_web.init_app(app)
+    quizzes_web.init_app(app)
 
     @app.context_processor
-    def home_links() -> dict[str, Any]:
-        return {"home_links": app.extensions["rebound.home_links"]}
+    def navigation() -> dict[str, Any]:
+        roles = access.current_roles()
+        staff_links = [
+            link for link in app.extensions.get("rebound.staff_links", []) if link["roles"] & roles
+        ]
+        return {"home_links": app.extensions["rebound.home_links"], "staff_links": staff_links}
 
     @app.after_request
     def security_headers(response: Response) -> Response:

@@ -6,6 +6,7 @@ import functools
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -17,7 +18,8 @@ from sqlalchemy.exc import OperationalError
 from course import migrate
 from course.accounts.services import AccountError, create_account, find_platform
 from course.config import SETTINGS, Settings, redacted_database_url
-from course.database import db
+from course.content import content_kinds, export_items, import_items, import_shipped
+from course.database import db, utcnow
 from course.models import LocalAccount
 from course.models.people import LOCAL_ROLES
 
@@ -47,6 +49,7 @@ def database_errors_explained(command: F) -> F:
 
 
 db_cli = AppGroup("db", help="Create and migrate the database schema.")
+content_cli = AppGroup("content", help="Lessons and cases as files: import, export, check.")
 users_cli = AppGroup("users", help="Manage local accounts for trainers, HR and admins.")
 
 
@@ -173,6 +176,7 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
             )
         migrate.upgrade(db.engine)
         click.echo(f"Prepared the database at {redacted_database_url(settings.database_url)}.")
+    prepare_content()
     base_url = settings.base_url
     if not settings.is_production and "REBOUND_BASE_URL" not in os.environ:
         shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
@@ -198,7 +202,86 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
     ReboundServer(options).run()
 
 
-OPERATOR_COMMANDS: tuple[click.Command, ...] = (serve, config_show, db_cli, users_cli)
+def _tenant(platform_ref: str | None) -> int | None:
+    if platform_ref is None:
+        return None
+    try:
+        return find_platform(db.session, platform_ref).id
+    except AccountError as error:
+        raise click.ClickException(str(error)) from None
+
+
+@content_cli.command("import")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--platform", "platform_ref", default=None, help="Import into this platform's copy (default: the shipped library)."
+)
+@database_errors_explained
+def content_import(directory: Path, platform_ref: str | None) -> None:
+    """Import lessons/ and cases/ from DIRECTORY; every file is validated first, and nothing
+    is stored unless all of them pass."""
+    kinds = list(content_kinds().values())
+    tenant = _tenant(platform_ref)
+    batches = []
+    problems: list[str] = []
+    for kind in kinds:
+        folder = directory / kind.folder
+        if not folder.is_dir():
+            continue
+        items, found = kind.read_directory(folder)
+        problems.extend(found)
+        batches.append((kind, items))
+    if problems:
+        raise click.ClickException("Nothing was imported; fix these first:\n" + "\n".join(problems))
+    if not batches:
+        raise click.ClickException(f"{directory} has neither a lessons/ nor a cases/ folder.")
+    now, summary = utcnow(), []
+    for kind, items in batches:
+        created, unchanged = import_items(
+            db.session, kind.name, items, platform_id=tenant, by="rebound content import", now=now
+        )
+        summary.append(f"{kind.label.lower()}s: {created} new version(s), {unchanged} unchanged")
+    db.session.commit()
+    click.echo("Imported " + "; ".join(summary) + ".")
+
+
+@content_cli.command("export")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--platform", "platform_ref", default=None, help="Export this platform's course (default: shipped).")
+@database_errors_explained
+def content_export(directory: Path, platform_ref: str | None) -> None:
+    """Write the course learners see as files, in the layout `content import` reads."""
+    files = export_items(db.session, list(content_kinds().values()), _tenant(platform_ref))
+    for relative, text in files.items():
+        target = directory / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+    click.echo(f"Exported {len(files)} file(s) to {directory}.")
+
+
+@content_cli.command("check")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def content_check(directory: Path) -> None:
+    """Validate a content folder without importing it."""
+    problems: list[str] = []
+    for kind in content_kinds().values():
+        folder = directory / kind.folder
+        if folder.is_dir():
+            problems.extend(kind.read_directory(folder)[1])
+    if problems:
+        raise click.ClickException("\n".join(problems))
+    click.echo("No problems found.")
+
+
+def prepare_content() -> None:
+    """Import the shipped course (first start) and any shipped changes (upgrades)."""
+    created, _ = import_shipped(db.session, list(content_kinds().values()), utcnow())
+    db.session.commit()
+    if created:
+        click.echo(f"Imported {created} shipped lesson/case version(s).")
+
+
+OPERATOR_COMMANDS: tuple[click.Command, ...] = (serve, config_show, db_cli, users_cli, content_cli)
 
 
 def register_commands(app: Flask) -> None:

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flask import Flask
+from flask import Flask, g, has_app_context
+from flask.testing import FlaskClient
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
@@ -108,6 +109,22 @@ def empty_database_url(backend: str, databases: Databases) -> str:
     return databases.new_url(backend)
 
 
+class FreshRequestClient(FlaskClient):
+    """A test client whose every request starts with a fresh `g`, as on a real server.
+
+    pytest-flask keeps one app context open for the whole test, and Flask reuses it for
+    each request, so without this one browser's cached CSRF token (flask-wtf keeps it in
+    `g`) would leak into the next browser's request. Only the test's database session,
+    bound to the rolled-back transaction, is shared.
+    """
+
+    def open(self, *args: Any, **kwargs: Any) -> Any:
+        if has_app_context():
+            for key in [key for key in vars(g) if key != "db_session"]:
+                g.pop(key)
+        return super().open(*args, **kwargs)
+
+
 @pytest.fixture
 def app_factory(tmp_path: Path) -> Iterator[Callable[..., Flask]]:
     """Build an app with test settings; keyword arguments override settings.
@@ -126,6 +143,7 @@ def app_factory(tmp_path: Path) -> Iterator[Callable[..., Flask]]:
         }
         config.update(overrides)
         application = create_app(config)
+        application.test_client_class = FreshRequestClient
         built.append(application)
         return application
 
@@ -195,3 +213,58 @@ def make_account(app: Flask, make_platform: Callable[..., Platform]) -> Callable
         return account
 
     return make
+
+
+@pytest.fixture
+def course_content(app: Flask) -> None:
+    """The shipped lessons and cases, imported as on first start."""
+    from course.content import content_kinds, import_shipped
+    from course.database import utcnow
+
+    import_shipped(db.session, list(content_kinds(app).values()), utcnow())
+    db.session.commit()
+
+
+LEARNER_ROLE = "http://purl.imsglobal.org/vocab/lis/v2/membership#Learner"
+INSTRUCTOR_ROLE = "http://purl.imsglobal.org/vocab/lis/v2/membership#Instructor"
+ADMIN_ROLE = "http://purl.imsglobal.org/vocab/lis/v2/institution/person#Administrator"
+
+
+@pytest.fixture
+def lti_platform(app: Flask) -> Any:
+    """A registered LMS that can launch Rebound through the real /lti/login and /lti/launch."""
+    from tests.plugin.lms_double import JWKS_URL, LmsDouble, platform_jwks, platform_key
+
+    key, kid = platform_key()
+    double = LmsDouble(app=app, client=app.test_client(), key=key, kid=kid)
+    double.jwks_documents[JWKS_URL] = platform_jwks()
+    app.extensions["rebound.http_fetch"] = double.fetch
+    double.register()
+    return double
+
+
+@pytest.fixture
+def launch_as(app: Flask, lti_platform: Any, course_content: None) -> Callable[..., Any]:
+    """Factory: a browser launched into a placement as someone; returns (client, placement)."""
+    from sqlalchemy import select
+
+    from course.models import Placement
+    from plugin import claims as c
+
+    def launch(
+        sub: str = "learner-1", role: str = LEARNER_ROLE, resource_link: str = "link-1", custom: dict | None = None,
+        context: str = "course-1", name: str = "Ada Lovelace",
+    ) -> tuple[Any, Placement]:
+        browser = app.test_client()
+        lti_platform.client = browser
+        response = lti_platform.launch(
+            sub=sub, name=name,
+            **{c.ROLES: [role], c.RESOURCE_LINK: {"id": resource_link, "title": "Rebound"},
+               c.CUSTOM: custom or {}, c.CONTEXT: {"id": context, "title": "Social media at Acme"}},
+        )
+        assert response.status_code == 303, response.get_data(as_text=True)
+        placement = db.session.scalar(select(Placement).where(Placement.resource_link_id == resource_link))
+        assert placement is not None
+        return browser, placement
+
+    return launch

@@ -30,6 +30,8 @@ class LessonProgress(Base):
     )
     first_opened_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_opened_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # When the server last saw the learner active on this lesson; time is credited from it.
+    last_active_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     completed_version_id: Mapped[int | None] = mapped_column(
         ForeignKey("content_versions.id", ondelete="RESTRICT")

@@ -120,3 +120,26 @@ class LmsDouble:
         """A whole, valid launch: login, then the signed id_token posted back."""
         login = self.login()
         return self.post_launch(self.sign(self.claims(login, **claim_overrides)), login.state)
+
+
+_KEY: list[Any] = []
+
+
+def platform_key() -> tuple[Any, str]:
+    """One RSA key for the test platform, made once per test run (key generation is slow)."""
+    if not _KEY:
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        from plugin.tool_keys import jwk_thumbprint
+
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        _KEY.append((key, jwk_thumbprint(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key(), as_dict=True))))
+    return _KEY[0]  # type: ignore[no-any-return]
+
+
+def platform_jwks() -> str:
+    import json
+
+    key, kid = platform_key()
+    jwk = jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key(), as_dict=True)
+    return json.dumps({"keys": [{**jwk, "kid": kid, "alg": "RS256", "use": "sig"}]})

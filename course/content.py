@@ -1,0 +1,323 @@
+"""Versioned content (lessons and cases): the shipped library, each tenant's own copies,
+drafts that refuse stale saves, immutable published versions, import and export.
+
+The kinds of content are plugged in by their packages (`lessons`, `quizzes`) through
+`ContentKind`; this module knows nothing of Markdown or YAML.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from flask import Flask, current_app
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session
+
+from course.models import ContentDraft, ContentItem, ContentVersion
+
+
+@dataclass(frozen=True)
+class ParsedContent:
+    """One lesson or case read from its text, already validated by its kind."""
+
+    slug: str
+    title: str
+    version: int
+    text: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class ContentKind(Protocol):
+    """What a package provides so its content can be stored, versioned and exchanged."""
+
+    name: str
+    label: str
+    folder: str  # its folder in an import/export directory
+
+    def parse(self, text: str, filename: str) -> tuple[ParsedContent | None, list[str]]:
+        """Validate one text; problems are `file:line: message` strings."""
+        ...
+
+    def read_directory(self, path: Path) -> tuple[list[ParsedContent], list[str]]:
+        """Read every item of this kind under `path` (its own layout), with all problems."""
+        ...
+
+    def relative_path(self, item: ParsedContent) -> str:
+        """Where `export` writes an item, relative to the export directory."""
+        ...
+
+    def with_version(self, text: str, version: int) -> str:
+        """The same text with its declared version set to `version`."""
+        ...
+
+    def extra_files(self) -> dict[str, str]:
+        """Files this kind exports besides its items (e.g. the module list)."""
+        ...
+
+    def shipped_directory(self) -> Path:
+        """Where the shipped default of this kind lives."""
+        ...
+
+
+class ContentError(ValueError):
+    """A content operation was refused; the message says why and what to do."""
+
+
+class StaleDraft(ContentError):
+    """Someone saved the draft since this editor loaded it; nothing was overwritten."""
+
+    def __init__(self, draft: ContentDraft) -> None:
+        super().__init__(
+            f"Someone else saved this draft (revision {draft.revision}, by {draft.updated_by or 'someone'}) "
+            "after you opened it. Your text is kept below; copy what you need, reload, and save again."
+        )
+        self.draft = draft
+
+
+def content_kinds(app: Flask | None = None) -> dict[str, ContentKind]:
+    """The registry of content kinds, on the app (never a module global)."""
+    return (app or current_app).extensions.setdefault("rebound.content_kinds", {})  # type: ignore[no-any-return]
+
+
+def checksum(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _item(session: Session, platform_id: int | None, kind: str, slug: str) -> ContentItem | None:
+    owner = ContentItem.platform_id.is_(None) if platform_id is None else ContentItem.platform_id == platform_id
+    return session.scalar(select(ContentItem).where(owner, ContentItem.kind == kind, ContentItem.slug == slug))
+
+
+def _latest(session: Session, item: ContentItem | None) -> ContentVersion | None:
+    if item is None:
+        return None
+    return session.scalar(
+        select(ContentVersion).where(ContentVersion.item_id == item.id).order_by(ContentVersion.number.desc()).limit(1)
+    )
+
+
+def effective_version(session: Session, platform_id: int | None, kind: str, slug: str) -> ContentVersion | None:
+    """What learners of a tenant see: its own latest published version, else the shipped one."""
+    if platform_id is not None:
+        own = _latest(session, _item(session, platform_id, kind, slug))
+        if own is not None:
+            return own
+    return _latest(session, _item(session, None, kind, slug))
+
+
+def effective_versions(session: Session, platform_id: int | None, kind: str) -> list[ContentVersion]:
+    """The version learners see of every item of a kind, tenant copies winning."""
+    latest = (
+        select(ContentVersion.item_id, func.max(ContentVersion.number).label("number"))
+        .group_by(ContentVersion.item_id)
+        .subquery()
+    )
+    owner = ContentItem.platform_id.is_(None)
+    if platform_id is not None:
+        owner = or_(owner, ContentItem.platform_id == platform_id)
+    rows = session.execute(
+        select(ContentVersion, ContentItem)
+        .join(ContentItem, ContentItem.id == ContentVersion.item_id)
+        .join(latest, (latest.c.item_id == ContentVersion.item_id) & (latest.c.number == ContentVersion.number))
+        .where(ContentItem.kind == kind, owner)
+    ).all()
+    chosen: dict[str, tuple[ContentVersion, bool]] = {}
+    for version, item in rows:
+        own = item.platform_id is not None
+        if item.slug not in chosen or own:
+            chosen[item.slug] = (version, own)
+    return [version for version, _ in chosen.values()]
+
+
+def import_items(
+    session: Session,
+    kind: str,
+    items: Iterable[ParsedContent],
+    *,
+    platform_id: int | None,
+    by: str,
+    now: datetime,
+) -> tuple[int, int]:
+    """Store each item as a new published version unless its text is unchanged.
+
+    Returns (created, unchanged). A new version takes the number the file declares when
+    that is higher than what is stored, so an export imported into an empty database gives
+    the same versions back.
+    """
+    created = unchanged = 0
+    for parsed in items:
+        item = _item(session, platform_id, kind, parsed.slug)
+        if item is None:
+            item = ContentItem(platform_id=platform_id, kind=kind, slug=parsed.slug)
+            session.add(item)
+            session.flush()
+        latest = _latest(session, item)
+        if latest is not None and latest.checksum == checksum(parsed.text):
+            unchanged += 1
+            continue
+        number = max(parsed.version, (latest.number + 1) if latest else 1)
+        session.add(
+            ContentVersion(
+                item_id=item.id,
+                number=number,
+                title=parsed.title,
+                source=parsed.text,
+                checksum=checksum(parsed.text),
+                meta=parsed.meta,
+                published_at=now,
+                published_by=by,
+            )
+        )
+        session.flush()
+        created += 1
+    return created, unchanged
+
+
+def import_shipped(session: Session, kinds: Sequence[ContentKind], now: datetime) -> tuple[int, int]:
+    """Load the shipped course into the library (platform-less) items; changed files add versions."""
+    created = unchanged = 0
+    for kind in kinds:
+        items, problems = kind.read_directory(kind.shipped_directory())
+        if problems:
+            raise ContentError("The shipped content has problems:\n" + "\n".join(problems))
+        c, u = import_items(session, kind.name, items, platform_id=None, by="Rebound (shipped)", now=now)
+        created, unchanged = created + c, unchanged + u
+    return created, unchanged
+
+
+def library_is_empty(session: Session) -> bool:
+    return session.scalar(select(func.count()).select_from(ContentItem).where(ContentItem.platform_id.is_(None))) == 0
+
+
+def export_items(session: Session, kinds: Sequence[ContentKind], platform_id: int | None) -> dict[str, str]:
+    """Every item a tenant's learners see, as files (relative path -> text)."""
+    files: dict[str, str] = {}
+    for kind in kinds:
+        files.update(kind.extra_files())
+        for version in effective_versions(session, platform_id, kind.name):
+            parsed = ParsedContent(
+                slug=_slug_of(session, version), title=version.title, version=version.number,
+                text=kind.with_version(version.source, version.number), meta=version.meta,
+            )
+            files[kind.relative_path(parsed)] = parsed.text
+    return dict(sorted(files.items()))
+
+
+def _slug_of(session: Session, version: ContentVersion) -> str:
+    item = session.get(ContentItem, version.item_id)
+    assert item is not None
+    return item.slug
+
+
+def draft_for(
+    session: Session, platform_id: int | None, kind: str, slug: str, *, by: str, now: datetime
+) -> ContentDraft:
+    """The tenant's draft of an item, started from what its learners see now."""
+    item = _item(session, platform_id, kind, slug)
+    if item is None:
+        base = effective_version(session, platform_id, kind, slug)
+        if base is None:
+            raise ContentError(f"There is no {kind} with id {slug!r}.")
+        item = ContentItem(platform_id=platform_id, kind=kind, slug=slug)
+        session.add(item)
+        session.flush()
+    draft = session.scalar(select(ContentDraft).where(ContentDraft.item_id == item.id))
+    if draft is None:
+        base = effective_version(session, platform_id, kind, slug)
+        if base is None:
+            raise ContentError(f"There is no {kind} with id {slug!r}.")
+        draft = ContentDraft(item_id=item.id, source=base.source, revision=1, based_on_version_id=base.id,
+                             updated_at=now, updated_by=by)
+        session.add(draft)
+        session.flush()
+    return draft
+
+
+def new_item_draft(
+    session: Session, platform_id: int | None, kind: str, slug: str, source: str, *, by: str, now: datetime
+) -> ContentDraft:
+    """A draft for a brand-new item; refused if the id is taken."""
+    if effective_version(session, platform_id, kind, slug) is not None or _item(session, platform_id, kind, slug):
+        raise ContentError(f"A {kind} with id {slug!r} already exists; choose another id.")
+    item = ContentItem(platform_id=platform_id, kind=kind, slug=slug)
+    session.add(item)
+    session.flush()
+    draft = ContentDraft(item_id=item.id, source=source, revision=1, updated_at=now, updated_by=by)
+    session.add(draft)
+    session.flush()
+    return draft
+
+
+def save_draft(
+    session: Session, draft: ContentDraft, source: str, *, expected_revision: int, by: str, now: datetime
+) -> ContentDraft:
+    """Save a draft, refusing when someone saved it since the editor loaded `expected_revision`."""
+    # The UPDATE's WHERE makes two simultaneous saves impossible to both succeed.
+    result = session.execute(
+        update(ContentDraft)
+        .where(ContentDraft.id == draft.id, ContentDraft.revision == expected_revision)
+        .values(source=source, revision=expected_revision + 1, updated_at=now, updated_by=by)
+        .execution_options(synchronize_session=False)
+    )
+    session.refresh(draft)
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise StaleDraft(draft)
+    return draft
+
+
+def publish_draft(
+    session: Session, draft: ContentDraft, parsed: ParsedContent, *, expected_revision: int, by: str, now: datetime
+) -> ContentVersion:
+    """Turn a validated draft into the next immutable published version."""
+    if draft.revision != expected_revision:
+        raise StaleDraft(draft)
+    item = session.get(ContentItem, draft.item_id)
+    assert item is not None
+    latest_own = _latest(session, item)
+    base = effective_version(session, item.platform_id, item.kind, item.slug)
+    number = max(latest_own.number if latest_own else 0, base.number if base else 0) + 1
+    kind = content_kinds()[item.kind]
+    text = kind.with_version(parsed.text, number)
+    version = ContentVersion(
+        item_id=item.id, number=number, title=parsed.title, source=text, checksum=checksum(text),
+        meta=parsed.meta, published_at=now, published_by=by,
+    )
+    session.add(version)
+    session.delete(draft)
+    session.flush()
+    return version
+
+
+def history(session: Session, platform_id: int | None, kind: str, slug: str) -> list[ContentVersion]:
+    """Every published version of an item a tenant can see, newest first (its own and shipped)."""
+    items = [i for i in (_item(session, platform_id, kind, slug), _item(session, None, kind, slug)) if i is not None]
+    ids = list(dict.fromkeys(i.id for i in items))
+    if not ids:
+        return []
+    return list(
+        session.scalars(
+            select(ContentVersion)
+            .where(ContentVersion.item_id.in_(ids))
+            .order_by(ContentVersion.number.desc(), ContentVersion.id.desc())
+        )
+    )
+
+
+def restore_as_draft(
+    session: Session, platform_id: int | None, kind: str, slug: str, version: ContentVersion, *, by: str, now: datetime
+) -> ContentDraft:
+    """Start a draft from an older version; the published history is left as it was."""
+    if version not in history(session, platform_id, kind, slug):
+        raise ContentError("That version does not belong to this item.")
+    draft = draft_for(session, platform_id, kind, slug, by=by, now=now)
+    draft.source = version.source
+    draft.based_on_version_id = version.id
+    draft.revision += 1
+    draft.updated_at, draft.updated_by = now, by
+    session.flush()
+    return draft

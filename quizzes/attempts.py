@@ -1,0 +1,185 @@
+"""Case attempts in the database: started, answered step by step, resumed, ended.
+
+The rules are the engine's; this module stores what the engine decides. A step is written
+the moment it is answered, with a position unique per attempt, so a double submit, a back
+button re-post or fifty simultaneous submissions record it once.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from course.content import effective_version, effective_versions
+from course.models import CaseAttempt, CaseStep, ContentVersion
+from quizzes import engine
+from quizzes.case_format import Case
+from quizzes.engine import State, Step, StepRefused
+from quizzes.validator import load_case
+
+
+class AttemptError(Exception):
+    """An attempt action was refused; `status` is the HTTP status a page should carry."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+@functools.lru_cache(maxsize=256)
+def _parse(version_id: int, source: str) -> Case:
+    # Published versions never change, so a parsed case can be kept per version.
+    return load_case(source, f"version-{version_id}.yaml")
+
+
+def case_of(version: ContentVersion) -> Case:
+    """The case a published version holds."""
+    return _parse(version.id, version.source)
+
+
+def published_case(session: Session, platform_id: int | None, slug: str) -> tuple[ContentVersion, Case] | None:
+    """The version of a case a tenant's learners play now, or None if there is none."""
+    version = effective_version(session, platform_id, "case", slug)
+    return (version, case_of(version)) if version is not None else None
+
+
+def published_cases(session: Session, platform_id: int | None) -> list[tuple[ContentVersion, Case]]:
+    """Every case a tenant's learners can play."""
+    return [(v, case_of(v)) for v in effective_versions(session, platform_id, "case")]
+
+
+def attempts_of(session: Session, *, user_id: int, placement_id: int, slug: str) -> list[CaseAttempt]:
+    """A learner's attempts at a case in a placement, oldest first."""
+    return list(
+        session.scalars(
+            select(CaseAttempt)
+            .where(CaseAttempt.user_id == user_id, CaseAttempt.placement_id == placement_id,
+                   CaseAttempt.case_slug == slug)
+            .order_by(CaseAttempt.number)
+        )
+    )
+
+
+def _steps(session: Session, attempt: CaseAttempt) -> list[CaseStep]:
+    return list(
+        session.scalars(select(CaseStep).where(CaseStep.attempt_id == attempt.id).order_by(CaseStep.position))
+    )
+
+
+def state_of(session: Session, attempt: CaseAttempt, case: Case) -> State:
+    """Rebuild the engine state from the steps in effect (a step taken back is withdrawn)."""
+    steps = [Step(s.node_id, s.choice_id, s.score) for s in _steps(session, attempt) if not s.withdrawn]
+    return engine.replay(case, steps)
+
+
+def start_attempt(
+    session: Session, *, user_id: int, placement_id: int, slug: str, version: ContentVersion, case: Case,
+    restart: bool, now: datetime,
+) -> CaseAttempt:
+    """Resume the active attempt, or start the next one where the case's rules allow it."""
+    attempts = attempts_of(session, user_id=user_id, placement_id=placement_id, slug=slug)
+    active = next((a for a in attempts if a.status == "active"), None)
+    if active is not None and not restart:
+        return active
+    if not engine.may_start_attempt(case, len(attempts), unfinished=active is not None):
+        limit = case.navigation.max_attempts
+        if limit is not None and len(attempts) >= limit:
+            raise AttemptError(f"You have used all {limit} attempts at this case.", 409)
+        raise AttemptError("This case can't be restarted; finish the attempt you started.", 409)
+    if active is not None:
+        active.status, active.ended_at = "abandoned", now
+    attempt = CaseAttempt(
+        user_id=user_id, placement_id=placement_id, case_slug=slug, content_version_id=version.id,
+        number=(attempts[-1].number + 1) if attempts else 1, status="active", current_node=case.start,
+        started_at=now, last_step_at=now, score=0, percent=None, passed=None,
+    )
+    session.add(attempt)
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError:
+        # Two tabs started at once; the other one's attempt is this learner's attempt.
+        session.expunge(attempt)
+        return attempts_of(session, user_id=user_id, placement_id=placement_id, slug=slug)[-1]
+    return attempt
+
+
+@dataclass(frozen=True)
+class Answered:
+    """What an answer changed: the new state and whether this call recorded it."""
+
+    state: State
+    recorded: bool
+
+
+def _sync(attempt: CaseAttempt, case: Case, state: State, now: datetime) -> None:
+    attempt.current_node = state.current_node
+    attempt.score = engine.score(case, state)
+    attempt.last_step_at = now
+    if state.ended:
+        attempt.status = "ended"
+        attempt.ended_at = now
+        attempt.ending_node = state.ending_node
+        attempt.percent = engine.percent(case, state)
+        attempt.passed = engine.passed(case, state)
+
+
+def answer(
+    session: Session, attempt: CaseAttempt, case: Case, *, node_id: str, choice_id: str, step: int | None, now: datetime
+) -> Answered:
+    """Record one answer; a repeat of an answered step records nothing and is not an error."""
+    session.refresh(attempt, with_for_update=True)
+    if attempt.status == "abandoned":
+        raise AttemptError("This attempt was replaced by a newer one; continue there.", 409)
+    state = state_of(session, attempt, case)
+    try:
+        new_state = engine.choose(case, state, node_id, choice_id, step=step)
+    except StepRefused as refusal:
+        if refusal.kind == "already-answered":
+            return Answered(state, recorded=False)
+        if refusal.kind == "ended":
+            raise AttemptError("This attempt has ended; its answers can't change. Start a new attempt.", 409) from None
+        if refusal.kind == "not-current":
+            raise AttemptError("That isn't the step you're on; here is where you are.", 409) from None
+        raise AttemptError("That choice isn't one of this step's choices.", 400) from None
+    position = (session.scalar(select(func.max(CaseStep.position)).where(CaseStep.attempt_id == attempt.id)) or 0) + 1
+    taken = new_state.path[-1]
+    try:
+        with session.begin_nested():
+            session.add(CaseStep(attempt_id=attempt.id, position=position, node_id=taken.node_id,
+                                 choice_id=taken.choice_id, score=taken.score, answered_at=now))
+    except IntegrityError:
+        # Another request recorded this position first: the same answer submitted twice.
+        session.refresh(attempt)
+        return Answered(state_of(session, attempt, case), recorded=False)
+    _sync(attempt, case, new_state, now)
+    session.flush()
+    return Answered(new_state, recorded=True)
+
+
+def go_back(session: Session, attempt: CaseAttempt, case: Case, now: datetime) -> State:
+    """Take the last answer back (kept in the record as withdrawn, for analytics)."""
+    session.refresh(attempt, with_for_update=True)
+    state = state_of(session, attempt, case)
+    try:
+        new_state = engine.back(case, state)
+    except StepRefused as refusal:
+        raise AttemptError(refusal.reason[0].upper() + refusal.reason[1:] + ".", 409) from None
+    last = next(s for s in reversed(_steps(session, attempt)) if not s.withdrawn)
+    last.withdrawn = True
+    _sync(attempt, case, new_state, now)
+    session.flush()
+    return new_state
+
+
+def counted(case: Case, attempts: list[CaseAttempt]) -> CaseAttempt | None:
+    """The finished attempt that counts (best or latest, as the case says)."""
+    finished = [a for a in attempts if a.status == "ended" and a.percent is not None]
+    index = engine.counted_attempt(case, [a.percent or 0 for a in finished])
+    return finished[index] if index is not None else None
