@@ -88,3 +88,18 @@ class Launch(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ServiceAccessToken(Base):
+    """An OAuth2 access token for a platform's LTI Advantage services, shared by all processes.
+
+    Cached per (platform, scopes) until shortly before it expires, so each worker and app
+    process does not ask the LMS for a token on every grade or roster call.
+    """
+
+    __tablename__ = "lti_service_tokens"
+
+    platform_id: Mapped[int] = mapped_column(ForeignKey("platforms.id", ondelete="CASCADE"), primary_key=True)
+    scopes: Mapped[str] = mapped_column(String(1000), primary_key=True)
+    access_token: Mapped[str] = mapped_column(Text)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, CheckConstraint, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from course.database import Base, UTCDateTime, utcnow
@@ -21,6 +21,8 @@ class CompletionRecord(Base):
     __tablename__ = "completion_records"
     __table_args__ = (
         UniqueConstraint("user_id", "placement_id", "sequence"),
+        # HR exports filter a tenant's records by date.
+        Index("ix_completion_records_platform_id_completed_at", "platform_id", "completed_at"),
         CheckConstraint("status IN ('completed', 'passed', 'failed')", name="status"),
         CheckConstraint(
             "score_percent IS NULL OR (score_percent >= 0 AND score_percent <= 100)",
@@ -45,7 +47,12 @@ class CompletionRecord(Base):
     resource_link_id: Mapped[str] = mapped_column(String(255))
     status: Mapped[str] = mapped_column(String(20))
     score_percent: Mapped[int | None]
+    # Snapshots for the auditor: case attempts made and time spent when the record was earned.
+    case_attempts: Mapped[int] = mapped_column(default=0)
+    seconds_spent: Mapped[int] = mapped_column(default=0)
     completed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # End of validity when the placement asks for recertification; None means no expiry.
+    valid_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     content_versions: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     attested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     attestation_text: Mapped[str | None] = mapped_column(Text)

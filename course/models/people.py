@@ -31,6 +31,8 @@ class User(Base, UserMixin):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     last_launch_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Set by `rebound learners erase`: identifying fields are gone, the facts stay.
+    erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     platform: Mapped[Platform] = relationship()
 

@@ -28,6 +28,8 @@ class Context(Base):
     title: Mapped[str | None] = mapped_column(String(500))
     label: Mapped[str | None] = mapped_column(String(200))
     memberships_url: Mapped[str | None] = mapped_column(String(1000))
+    # NRPS `rel="differences"` link from the last sync, to fetch only changes next time.
+    roster_differences_url: Mapped[str | None] = mapped_column(String(2000))
     roster_synced_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
