@@ -57,6 +57,8 @@ def queue_grade(
             attempts=0, next_attempt_at=now, created_at=now,
         )
         .on_conflict_do_nothing(index_elements=[GradeOutbox.dedupe_key])
+        # RETURNING, not rowcount: psycopg reports a row for a skipped conflicting insert.
+        .returning(GradeOutbox.id)
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return result.first() is not None
 
