@@ -71,7 +71,9 @@ def _problems_by_node(problems: Sequence[Problem]) -> dict[str, list[str]]:
 def check(text: str, filename: str) -> tuple[list[Problem], str]:
     """Validate a case text and draw what can be drawn of it, problems marked."""
     _, problems = check_case(text, filename)
-    return problems, render_svg(graph_model_from_yaml(text), _problems_by_node(problems))
+    # A problem of the whole case (the YAML, the pass mark) has no box, so it is named under the picture.
+    of_the_case = [f"Line {p.line}: {p.message}" for p in problems if not p.node_id]
+    return problems, render_svg(graph_model_from_yaml(text), _problems_by_node(problems), case_problems=of_the_case)
 
 
 def _render(form: CaseForm, slug: str, *, status: int = 200, notice: str | None = None, extra: Sequence[str] = ()):  # type: ignore[no-untyped-def]

@@ -29,6 +29,13 @@
     problems.appendChild(box);
     graph.innerHTML = json.svg;  // server-rendered, every author string escaped
   }
+  function say(message) {
+    problems.textContent = "";
+    var box = document.createElement("p");
+    box.className = "alert";
+    box.textContent = message;
+    problems.appendChild(box);
+  }
   source.addEventListener("input", function () {
     clearTimeout(timer);
     timer = setTimeout(function () {
@@ -36,9 +43,14 @@
       data.append("source", source.value);
       data.append("filename", source.dataset.filename);
       fetch(source.dataset.check, { method: "POST", body: data, credentials: "same-origin", headers: { "X-CSRFToken": token.content } })
-        .then(function (r) { return r.ok ? r.json() : null; })
-        .then(function (json) { if (json) render(json); })
-        .catch(function () {});
+        .then(function (r) {
+          if (r.ok) return r.json().then(render);
+          // Say why the check stopped rather than leave the last verdict showing as if current.
+          say(r.status === 413
+            ? "The text is too large to check (a case file may be at most 256 KiB). Nothing was saved."
+            : "The live check failed (" + r.status + "). Use the Check button, or reload the page.");
+        })
+        .catch(function () { say("The live check could not reach the server. Use the Check button when you are back online."); });
     }, 500);
   });
 })();
