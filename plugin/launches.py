@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import logging
 import secrets
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from sqlalchemy import delete, select, update
@@ -31,6 +33,11 @@ MAX_FRAME_ORIGINS = 20
 # A custom parameter that points a placement at part of the course: "lesson:<id>", "case:<id>".
 TARGET_PARAMETER = "rebound_target"
 TARGET_KINDS = ("course", "module", "lesson", "case")
+# A custom parameter with a placement's completion options, as Deep Linking writes it:
+# a JSON object {"cases": [case ids that count], "pass_mark": 0-100}, both optional.
+RULE_PARAMETER = "rebound_rule"
+# Where those options are kept: Placement.settings[COMPLETION_SETTINGS].
+COMPLETION_SETTINGS = "completion"
 
 logger = logging.getLogger("rebound.lti")
 
@@ -327,6 +334,27 @@ def parse_target(value: str | None) -> tuple[str, str | None] | None:
     return kind, (ref or None)
 
 
+def parse_rule(value: str | None) -> dict[str, Any] | None:
+    """Read a `rebound_rule` custom parameter; anything malformed is ignored (and logged)."""
+    if not value:
+        return None
+    try:
+        raw = json.loads(value)
+    except ValueError:
+        raw = None
+    rule: dict[str, Any] = {}
+    if isinstance(raw, dict):
+        cases, pass_mark = raw.get("cases"), raw.get("pass_mark")
+        if isinstance(cases, list) and all(isinstance(case, str) and case for case in cases):
+            rule["cases"] = cases
+        if isinstance(pass_mark, int) and not isinstance(pass_mark, bool) and 0 <= pass_mark <= 100:
+            rule["pass_mark"] = pass_mark
+    if not rule:
+        logger.warning("ignored a malformed rebound_rule custom parameter", extra={"value": value[:200]})
+        return None
+    return rule
+
+
 def _record_placement(
     session: Session, platform: Platform, message: LaunchMessage, now: datetime
 ) -> Placement | None:
@@ -367,6 +395,11 @@ def _record_placement(
         placement.target_kind, placement.target_ref = target
     elif placement.target_kind is None:
         placement.target_kind = "course"
+    rule = parse_rule(message.custom.get(RULE_PARAMETER))
+    # Only the first launch sets the options: later changes made in Rebound must not be
+    # overwritten by the LMS re-sending what Deep Linking once put in the link.
+    if rule is not None and COMPLETION_SETTINGS not in (placement.settings or {}):
+        placement.settings = {**(placement.settings or {}), COMPLETION_SETTINGS: rule}
     if message.ags is not None:
         placement.lineitem_url = message.ags.lineitem_url or placement.lineitem_url
         placement.lineitems_url = message.ags.lineitems_url or placement.lineitems_url
@@ -396,6 +429,9 @@ def _session_context(message: LaunchMessage) -> dict[str, object]:
             "return_url": settings.deep_link_return_url,
             "accept_types": list(settings.accept_types),
             "accept_multiple": settings.accept_multiple,
+            "accept_lineitem": settings.accept_lineitem,
+            "accept_presentation_document_targets": list(settings.accept_presentation_document_targets),
+            "title": settings.title,
             "data": settings.data,
             "deployment_id": message.deployment_id,
         }

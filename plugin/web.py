@@ -119,6 +119,9 @@ def init_app(app: Flask) -> None:
     app.add_template_filter(origin_of, "origin")
     app.extensions["rebound.frame_ancestors"] = _frame_ancestors
     commands.register(app)
+    from plugin import deep_linking
+
+    deep_linking.init_app(app)
     if not app.config["REBOUND_SETTINGS"].is_production:
         from plugin.dev_lms import blueprint as dev_lms
 
