@@ -1,13 +1,15 @@
 """Completion: a per-placement rule, a learner's standing against it, and the records it earns.
 
-The rule lives in `Placement.settings` (keys below). When a learner meets it, `evaluate`
+The rule lives in `Placement.settings` (keys below; Deep Linking can set them when a
+trainer places the course). When a learner meets it, `evaluate`
 writes one immutable `CompletionRecord` naming the content versions it was earned on; a
 record is never rewritten, and a retake after a record expires adds the next `sequence`.
 Grades for the LMS are queued through `course.grades.queue_grade`, once per change.
 
 Settings keys (all optional):
 - `counted_cases`: the case ids that count (absent: every case the placement covers);
-- `pass_marks`: `{case_id: 0-100}` overriding a case's own pass mark;
+- `pass_mark`: 0-100, overriding the pass mark of every counted case;
+- `pass_marks`: `{case_id: 0-100}` overriding one case's pass mark (wins over `pass_mark`);
 - `due_at`: an ISO 8601 date-time with offset (a learner past it without a record is overdue);
 - `recertify_after_days`: a record stays valid this many days, then the learner is expired;
 - `attestation`: a statement the learner must confirm ("I have read and understood").
@@ -35,7 +37,7 @@ from quizzes.case_format import Case
 
 logger = logging.getLogger("rebound.completion")
 
-SETTING_KEYS = ("counted_cases", "pass_marks", "due_at", "recertify_after_days", "attestation")
+SETTING_KEYS = ("counted_cases", "pass_mark", "pass_marks", "due_at", "recertify_after_days", "attestation")
 MAX_RECERTIFY_DAYS = 3650
 MAX_ATTESTATION_CHARS = 2000
 
@@ -53,10 +55,19 @@ class Rule:
     """What a learner must do in a placement to complete it, and when."""
 
     counted_cases: tuple[str, ...] | None = None  # None: every case in the placement's scope
-    pass_marks: Mapping[str, int] = field(default_factory=dict)
+    pass_mark: int | None = None  # for every counted case
+    pass_marks: Mapping[str, int] = field(default_factory=dict)  # per case, winning over `pass_mark`
     due_at: datetime | None = None
     recertify_after_days: int | None = None
     attestation: str | None = None
+
+    def pass_mark_for(self, case_id: str) -> int | None:
+        """The placement's pass mark for a case, or None to keep the case's own."""
+        return self.pass_marks.get(case_id, self.pass_mark)
+
+
+def _mark_ok(mark: object) -> bool:
+    return isinstance(mark, int) and not isinstance(mark, bool) and 0 <= mark <= 100
 
 
 def parse_due_at(text: str) -> datetime:
@@ -80,7 +91,7 @@ def parse_due_at(text: str) -> datetime:
 
 
 def rule_from_settings(settings: Mapping[str, Any], *, case_ids: Iterable[str] | None = None) -> Rule:
-    """Validate the completion keys of a placement's settings; raises RuleError naming each problem.
+    """Validate a placement's completion settings; raises RuleError naming each problem.
 
     With `case_ids` (the cases the placement covers), counted cases and pass marks must name them.
     """
@@ -98,6 +109,9 @@ def rule_from_settings(settings: Mapping[str, Any], *, case_ids: Iterable[str] |
                     ", ".join(sorted(known or ())) or "no cases"
                 )
             counted_cases = tuple(dict.fromkeys(raw_cases))
+    pass_mark = settings.get("pass_mark")
+    if pass_mark is not None and not _mark_ok(pass_mark):
+        problems["pass_mark"] = "must be a whole number from 0 to 100"  # noqa: S105 (a mark, not a password)
     pass_marks: dict[str, int] = {}
     raw_marks = settings.get("pass_marks") or {}
     if not isinstance(raw_marks, dict):
@@ -106,7 +120,7 @@ def rule_from_settings(settings: Mapping[str, Any], *, case_ids: Iterable[str] |
         for slug, mark in raw_marks.items():
             if known is not None and slug not in known:
                 problems["pass_marks"] = f"unknown case id {slug!r}"
-            elif isinstance(mark, bool) or not isinstance(mark, int) or not 0 <= mark <= 100:
+            elif not _mark_ok(mark):
                 problems["pass_marks"] = f"the pass mark of {slug!r} must be a whole number from 0 to 100"
             else:
                 pass_marks[slug] = mark
@@ -127,12 +141,13 @@ def rule_from_settings(settings: Mapping[str, Any], *, case_ids: Iterable[str] |
         attestation = None
     if problems:
         raise RuleError(problems)
-    return Rule(counted_cases, pass_marks, due_at, days, (attestation or "").strip() or None)
+    return Rule(counted_cases, pass_mark if _mark_ok(pass_mark) else None, pass_marks, due_at, days,
+                (attestation or "").strip() or None)
 
 
 def rule_of(placement: Placement) -> Rule:
     """The placement's rule; a stored setting that no longer validates falls back to its default."""
-    settings = dict(placement.settings or {})
+    settings = {k: v for k, v in (placement.settings or {}).items() if k in SETTING_KEYS}
     try:
         return rule_from_settings(settings)
     except RuleError as error:
@@ -145,6 +160,7 @@ def rule_settings(rule: Rule) -> dict[str, Any]:
     """The rule as the JSON kept in `Placement.settings` (unset keys left out)."""
     values: dict[str, Any] = {
         "counted_cases": list(rule.counted_cases) if rule.counted_cases is not None else None,
+        "pass_mark": rule.pass_mark,
         "pass_marks": dict(rule.pass_marks) or None,
         "due_at": rule.due_at.isoformat() if rule.due_at else None,
         "recertify_after_days": rule.recertify_after_days,
@@ -312,7 +328,7 @@ def _case_result(
     versions: Mapping[int, int],
 ) -> CaseResult:
     in_cycle = [a for a in attempts if since is None or a.started_at > since]
-    mark = rule.pass_marks.get(case.id)
+    mark = rule.pass_mark_for(case.id)
     chosen = counted(case, in_cycle)
     passed = chosen is not None and _passes(session, chosen, mark)
     limit = case.navigation.max_attempts

@@ -170,7 +170,8 @@ def test_a_lessons_only_rule_completes_without_a_score(world: World) -> None:
 
 
 def test_trainers_choose_which_cases_count_and_their_pass_mark(world: World) -> None:
-    placement = world.placement(settings={"counted_cases": ["pizza-wrong-crust"], "pass_marks": {"pizza-wrong-crust": 0}})
+    placement = world.placement(
+        settings={"counted_cases": ["pizza-wrong-crust"], "pass_marks": {"pizza-wrong-crust": 0}})
     read_lessons(world, placement, T0)
     attempt = play(world, placement, "pizza-wrong-crust", T0, passing=False)
     result = completion.evaluate(world.session, user=world.learner, placement=placement, now=T0)
@@ -186,7 +187,8 @@ def test_trainers_choose_which_cases_count_and_their_pass_mark(world: World) -> 
 
 
 def test_a_raised_pass_mark_refuses_a_pass_the_case_itself_accepts(world: World) -> None:
-    placement = world.placement(kind="case", ref="pizza-wrong-crust", settings={"pass_marks": {"pizza-wrong-crust": 100}})
+    placement = world.placement(kind="case", ref="pizza-wrong-crust",
+                                settings={"pass_marks": {"pizza-wrong-crust": 100}})
 
     def modest_pass(case: Any) -> list[tuple[str, str]]:
         return _path(case, lambda state: engine.passed(case, state) and engine.percent(case, state) < 100)
@@ -198,6 +200,15 @@ def test_a_raised_pass_mark_refuses_a_pass_the_case_itself_accepts(world: World)
     assert result.standing.cases[0].pass_mark == 100
     play(world, placement, "pizza-wrong-crust", T0)
     assert completion.evaluate(world.session, user=world.learner, placement=placement, now=T0).record is not None
+
+
+def test_the_deep_linking_pass_mark_applies_to_every_counted_case_unless_one_has_its_own(world: World) -> None:
+    placement = world.placement(settings={"counted_cases": ["pizza-wrong-crust"], "pass_mark": 100,
+                                                         "pass_marks": {"ceo-spill-remark": 10}})
+    rule = completion.rule_of(placement)
+    assert (rule.pass_mark_for("pizza-wrong-crust"), rule.pass_mark_for("ceo-spill-remark")) == (100, 10)
+    found = completion.standing(world.session, user=world.learner, placement=placement, now=T0)
+    assert [(case.slug, case.pass_mark) for case in found.cases] == [("pizza-wrong-crust", 100)]
 
 
 def test_a_new_lesson_version_never_rewrites_the_record(world: World) -> None:
@@ -250,7 +261,8 @@ def test_no_attempts_left_and_never_passed_writes_a_failed_record(world: World) 
 
 def test_attestation_is_required_and_recorded_with_the_text(world: World) -> None:
     statement = "I have read and understood the social media policy."
-    placement = world.placement(kind="lesson", ref="own-apologizing-well", settings={"attestation": statement})
+    placement = world.placement(kind="lesson", ref="own-apologizing-well",
+                                settings={"attestation": statement})
     read_lessons(world, placement, T0)
     waiting = completion.evaluate(world.session, user=world.learner, placement=placement, now=T0)
     assert waiting.record is None and waiting.standing.needs_attestation
@@ -299,6 +311,9 @@ def test_a_placement_without_a_line_item_still_records_completion(world: World) 
     ({"due_at": "2027-02-30T10:00"}, "due_at", "ISO 8601"),
     ({"counted_cases": ["no-such-case"]}, "counted_cases", "unknown case id 'no-such-case'"),
     ({"pass_marks": {"pizza-wrong-crust": 101}}, "pass_marks", "from 0 to 100"),
+    ({"pass_marks": {"no-such-case": 50}}, "pass_marks", "unknown case id 'no-such-case'"),
+    ({"pass_mark": -1}, "pass_mark", "from 0 to 100"),
+    ({"pass_mark": True}, "pass_mark", "from 0 to 100"),
     ({"recertify_after_days": 0}, "recertify_after_days", "from 1 to"),
     ({"attestation": "x" * 5000}, "attestation", "at most"),
 ])
