@@ -15,6 +15,7 @@ from course.accounts import blueprint as accounts
 from course.commands import register_commands
 from course.config import Settings, load_settings
 from course.database import db
+from course.exports import web as exports_web
 from course.extensions import csrf, login_manager
 from course.models import LocalAccount, User
 from lessons import web as lessons_web
@@ -60,6 +61,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     lti.init_app(app)
     lessons_web.init_app(app)
     quizzes_web.init_app(app)
+    exports_web.init_app(app)
 
     @app.context_processor
     def navigation() -> dict[str, Any]:
