@@ -21,9 +21,10 @@ from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response as WerkzeugResponse
-from wtforms import HiddenField, StringField
+from wtforms import HiddenField, StringField, TextAreaField
 
 from course.access import allow
+from course.completion import MAX_RECERTIFY_DAYS, RuleError, rule_from_settings, rule_settings
 from course.database import db, utcnow
 from course.errors import abort_with
 from course.models import Platform
@@ -105,23 +106,37 @@ class DeepLinkRequest:
 
 
 @dataclass(frozen=True)
+class RuleOptions:
+    """The completion options a trainer set in the picker (None: the default)."""
+
+    counted_cases: tuple[str, ...] | None = None
+    pass_mark: int | None = None
+    due_at: str | None = None
+    recertify_after_days: int | None = None
+    attestation: str | None = None
+
+    def settings_for(self, item: Placeable) -> dict[str, Any]:
+        """The placement settings (course.completion's keys) these options give one item.
+
+        Raises RuleError naming each problem, as the completion rule itself judges them.
+        """
+        raw: dict[str, Any] = {
+            "counted_cases": list(self.counted_cases) if self.counted_cases is not None else None,
+            "pass_mark": self.pass_mark,
+            "due_at": self.due_at,
+            "recertify_after_days": self.recertify_after_days,
+            "attestation": self.attestation,
+        }
+        return rule_settings(rule_from_settings(raw, case_ids=item.cases))
+
+
+@dataclass(frozen=True)
 class Pick:
     """A trainer's choice: what to place, under which title, with which completion options."""
 
     items: tuple[Placeable, ...]
     title: str | None
-    counted_cases: tuple[str, ...] | None
-    pass_mark: int | None
-
-    @property
-    def rule(self) -> dict[str, Any]:
-        """The completion options the placement gets (empty: the default rule)."""
-        rule: dict[str, Any] = {}
-        if self.counted_cases is not None:
-            rule["cases"] = list(self.counted_cases)
-        if self.pass_mark is not None:
-            rule["pass_mark"] = self.pass_mark
-        return rule
+    options: RuleOptions = RuleOptions()
 
 
 def catalogue(session: Session, platform_id: int | None) -> list[Placeable]:
@@ -165,6 +180,9 @@ def build_pick(
     cases_mode: str,
     counted_cases: Sequence[str],
     pass_mark: str | None,
+    due_at: str | None = None,
+    recertify_after_days: str | None = None,
+    attestation: str | None = None,
 ) -> Pick:
     """Check a trainer's form answers against what exists and what the LMS accepts."""
     if not request.accepts_resource_links:
@@ -199,12 +217,43 @@ def build_pick(
     elif cases_mode not in ("", "all"):
         raise DeepLinkError("Choose which cases count: every case the placement includes, or only those you tick.")
 
-    mark: int | None = None
-    if pass_mark is not None and pass_mark.strip():
-        if not pass_mark.strip().isdigit() or not 0 <= int(pass_mark) <= 100:
-            raise DeepLinkError(f"The pass mark must be a whole percentage from 0 to 100, not {pass_mark!r}.")
-        mark = int(pass_mark)
-    return Pick(items, clean_title, chosen_cases, mark)
+    options = RuleOptions(
+        counted_cases=chosen_cases,
+        pass_mark=_whole(pass_mark, 0, 100, "The pass mark must be a whole percentage from 0 to 100"),
+        due_at=(due_at or "").strip() or None,
+        recertify_after_days=_whole(
+            recertify_after_days, 1, MAX_RECERTIFY_DAYS,
+            f"The recertification period must be a whole number of days from 1 to {MAX_RECERTIFY_DAYS}",
+        ),
+        attestation=(attestation or "").strip() or None,
+    )
+    for item in items:
+        try:
+            options.settings_for(item)
+        except RuleError as error:
+            raise DeepLinkError(
+                " ".join(f"{_RULE_FIELDS.get(k, k)}: {m.rstrip('.')}." for k, m in error.problems.items())
+            ) from None
+    return Pick(items, clean_title, options)
+
+
+# How the picker's fields are named to the trainer, for course.completion's problems.
+_RULE_FIELDS = {
+    "counted_cases": "Cases that count",
+    "pass_mark": "Pass mark",
+    "due_at": "Due date",
+    "recertify_after_days": "Recertify after",
+    "attestation": "Attestation",
+}
+
+
+def _whole(value: str | None, low: int, high: int, message: str) -> int | None:
+    text = (value or "").strip()
+    if not text:
+        return None
+    if not text.isdigit() or not low <= int(text) <= high:
+        raise DeepLinkError(f"{message}, not {text!r}.")
+    return int(text)
 
 
 def content_items(pick: Pick, request: DeepLinkRequest, *, launch_url: str) -> list[dict[str, Any]]:
@@ -213,8 +262,9 @@ def content_items(pick: Pick, request: DeepLinkRequest, *, launch_url: str) -> l
     for item in pick.items:
         title = pick.title if pick.title and len(pick.items) == 1 else item.title
         custom = {TARGET_PARAMETER: item.target}
-        if pick.rule:
-            custom[RULE_PARAMETER] = json.dumps(pick.rule, sort_keys=True)
+        rule = pick.options.settings_for(item)
+        if rule:
+            custom[RULE_PARAMETER] = json.dumps(rule, sort_keys=True)
         content: dict[str, Any] = {"type": RESOURCE_LINK_TYPE, "title": title, "url": launch_url, "custom": custom}
         # Without the field no assumption can be made (Deep Linking 2.0 §4.4.6), and a
         # platform that cannot take a line item ignores it; only an explicit "no" leaves it out.
@@ -280,6 +330,9 @@ class DeepLinkForm(FlaskForm):
     launch = HiddenField()
     title = StringField("Title in the LMS (optional)")
     pass_mark = StringField("Pass mark for the cases, in percent (optional)")
+    due_at = StringField("Due date (optional)")
+    recertify_after_days = StringField("Recertify after, in days (optional)")
+    attestation = TextAreaField("Statement learners confirm at the end (optional)")
 
 
 def _answerable_launch(launch_id: str | None, now: datetime, *, binding: bool) -> Launch:
@@ -379,6 +432,9 @@ def pick() -> WerkzeugResponse | tuple[str, int]:
                 cases_mode=request.form.get("cases_mode", "all"),
                 counted_cases=request.form.getlist("case"),
                 pass_mark=form.pass_mark.data,
+                due_at=form.due_at.data,
+                recertify_after_days=form.recertify_after_days.data,
+                attestation=form.attestation.data,
             )
         except DeepLinkError as error:
             logger.info("deep-linking pick refused", extra={"launch_id": launch.id, "reason": error.message})

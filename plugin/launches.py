@@ -17,6 +17,7 @@ from urllib.parse import urlencode, urlsplit
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
+from course.completion import SETTING_KEYS, Rule, RuleError, rule_from_settings, save_rule
 from course.models import Context, Deployment, Placement, Platform, User
 from plugin.claims import LaunchMessage
 from plugin.errors import LaunchError
@@ -33,11 +34,9 @@ MAX_FRAME_ORIGINS = 20
 # A custom parameter that points a placement at part of the course: "lesson:<id>", "case:<id>".
 TARGET_PARAMETER = "rebound_target"
 TARGET_KINDS = ("course", "module", "lesson", "case")
-# A custom parameter with a placement's completion options, as Deep Linking writes it:
-# a JSON object {"cases": [case ids that count], "pass_mark": 0-100}, both optional.
+# A custom parameter with a placement's completion options, as Deep Linking writes it: a
+# JSON object with course.completion's settings keys (counted_cases, pass_marks, due_at...).
 RULE_PARAMETER = "rebound_rule"
-# Where those options are kept: Placement.settings[COMPLETION_SETTINGS].
-COMPLETION_SETTINGS = "completion"
 
 logger = logging.getLogger("rebound.lti")
 
@@ -334,25 +333,19 @@ def parse_target(value: str | None) -> tuple[str, str | None] | None:
     return kind, (ref or None)
 
 
-def parse_rule(value: str | None) -> dict[str, Any] | None:
+def parse_rule(value: str | None) -> Rule | None:
     """Read a `rebound_rule` custom parameter; anything malformed is ignored (and logged)."""
     if not value:
         return None
     try:
-        raw = json.loads(value)
-    except ValueError:
-        raw = None
-    rule: dict[str, Any] = {}
-    if isinstance(raw, dict):
-        cases, pass_mark = raw.get("cases"), raw.get("pass_mark")
-        if isinstance(cases, list) and all(isinstance(case, str) and case for case in cases):
-            rule["cases"] = cases
-        if isinstance(pass_mark, int) and not isinstance(pass_mark, bool) and 0 <= pass_mark <= 100:
-            rule["pass_mark"] = pass_mark
-    if not rule:
-        logger.warning("ignored a malformed rebound_rule custom parameter", extra={"value": value[:200]})
+        raw: Any = json.loads(value)
+        if not isinstance(raw, dict) or not raw.keys() & set(SETTING_KEYS):
+            raise RuleError({RULE_PARAMETER: "must be a JSON object of completion settings"})
+        return rule_from_settings(raw)
+    except (ValueError, RuleError) as error:
+        logger.warning("ignored a malformed rebound_rule custom parameter",
+                       extra={"value": value[:200], "problem": str(error)[:300]})
         return None
-    return rule
 
 
 def _record_placement(
@@ -398,8 +391,8 @@ def _record_placement(
     rule = parse_rule(message.custom.get(RULE_PARAMETER))
     # Only the first launch sets the options: later changes made in Rebound must not be
     # overwritten by the LMS re-sending what Deep Linking once put in the link.
-    if rule is not None and COMPLETION_SETTINGS not in (placement.settings or {}):
-        placement.settings = {**(placement.settings or {}), COMPLETION_SETTINGS: rule}
+    if rule is not None and not (placement.settings or {}).keys() & set(SETTING_KEYS):
+        save_rule(session, placement, rule)
     if message.ags is not None:
         placement.lineitem_url = message.ags.lineitem_url or placement.lineitem_url
         placement.lineitems_url = message.ags.lineitems_url or placement.lineitems_url

@@ -112,7 +112,9 @@ def test_the_signed_response_has_the_exact_claims_a_line_item_and_custom_paramet
             "url": f"{TOOL}/lti/launch",
             "custom": {
                 "rebound_target": "case:pizza-wrong-crust",
-                "rebound_rule": json.dumps({"cases": ["pizza-wrong-crust"], "pass_mark": 80}, sort_keys=True),
+                "rebound_rule": json.dumps(
+                    {"counted_cases": ["pizza-wrong-crust"], "pass_mark": 80}, sort_keys=True
+                ),
             },
             "lineItem": {"scoreMaximum": 100, "label": "Pizza apology practice",
                          "resourceId": "case:pizza-wrong-crust", "tag": "rebound"},
@@ -230,6 +232,9 @@ def test_an_unknown_item_is_refused_with_a_clear_message(deep_link: Any) -> None
         ({"item": "course", "pass_mark": "eighty"}, "whole percentage from 0 to 100"),
         ({"item": "course", "title": "x" * 201}, "keep it to 200"),
         ({"item": "course", "cases_mode": "some"}, "Choose which cases count"),
+        ({"item": "course", "due_at": "next friday"}, "Due date: &#39;next friday&#39; is not a date and time"),
+        ({"item": "course", "recertify_after_days": "0"}, "whole number of days from 1 to 3650"),
+        ({"item": "course", "attestation": "x" * 2001}, "Attestation: must be text of at most 2000 characters"),
     ],
 )
 def test_bad_choices_are_refused_with_a_clear_message(deep_link: Any, fields: dict[str, str], message: str) -> None:
@@ -251,8 +256,9 @@ def test_launching_the_returned_link_lands_on_the_chosen_item_with_its_rule(
     app: Flask, deep_link: Any, lti_platform: Any
 ) -> None:
     browser, page = _open_picker(deep_link)
-    claims = _verified(app, browser, _pick(browser, page, item="case:pizza-wrong-crust", cases_mode="only",
-                                            case="pizza-wrong-crust", pass_mark="75"))
+    claims = _verified(app, browser, _pick(browser, page, item="case:pizza-wrong-crust", pass_mark="75",
+                                            due_at="2027-03-31", recertify_after_days="365",
+                                            attestation="I have read and understood."))
     (item,) = claims[c.DL_CONTENT_ITEMS]
     learner = app.test_client()
     lti_platform.client = learner
@@ -266,21 +272,23 @@ def test_launching_the_returned_link_lands_on_the_chosen_item_with_its_rule(
     placement = db.session.scalar(select(Placement).where(Placement.resource_link_id == "dl-link-1"))
     assert placement is not None
     assert landing.headers["Location"].endswith(f"/p/{placement.id}/cases/pizza-wrong-crust")
-    assert placement.settings["completion"] == {"cases": ["pizza-wrong-crust"], "pass_mark": 75}
+    assert placement.settings == {"pass_mark": 75, "due_at": "2027-03-31T23:59:59+00:00",
+                                  "recertify_after_days": 365, "attestation": "I have read and understood."}
     assert learner.get(landing.headers["Location"]).status_code == 200
 
 
 def test_the_rule_is_stored_on_the_first_launch_only(app: Flask, launch_as: Callable[..., Any]) -> None:
-    rule = {"rebound_target": "module:own", "rebound_rule": '{"pass_mark": 90}'}
+    rule = {"rebound_target": "module:own", "rebound_rule": '{"counted_cases": ["pizza-wrong-crust"]}'}
     _, placement = launch_as(resource_link="link-rule", custom=rule)
-    assert placement.settings["completion"] == {"pass_mark": 90}
-    placement.settings = {"completion": {"pass_mark": 70}}
+    assert placement.settings == {"counted_cases": ["pizza-wrong-crust"]}
+    placement.settings = {"counted_cases": ["ceo-spill-remark"]}
     db.session.commit()
     _, again = launch_as(resource_link="link-rule", custom=rule)
-    assert again.settings["completion"] == {"pass_mark": 70}
+    assert again.settings == {"counted_cases": ["ceo-spill-remark"]}
 
 
-def test_a_malformed_rule_parameter_is_ignored(app: Flask, launch_as: Callable[..., Any]) -> None:
-    _, placement = launch_as(resource_link="link-bad-rule",
-                             custom={"rebound_target": "course", "rebound_rule": "{not json"})
-    assert "completion" not in (placement.settings or {})
+@pytest.mark.parametrize("value", ["{not json", "[1, 2]", '{"pass_mark": 300}', '{"colour": "red"}'])
+def test_a_malformed_rule_parameter_is_ignored(app: Flask, launch_as: Callable[..., Any], value: str) -> None:
+    _, placement = launch_as(resource_link="link-bad-rule", custom={"rebound_target": "course", "rebound_rule": value})
+    assert placement.target_kind == "course"
+    assert not placement.settings
