@@ -11,7 +11,7 @@ import functools
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -130,13 +130,38 @@ def _sync(attempt: CaseAttempt, case: Case, state: State, now: datetime) -> None
         attempt.passed = engine.passed(case, state)
 
 
+def lock_attempt(session: Session, attempt: CaseAttempt) -> None:
+    """Wait for the attempt's lock, then read it afresh: answers to one attempt run one at a time.
+
+    A no-op UPDATE rather than SELECT ... FOR UPDATE, because SQLite has no row locks: there
+    the UPDATE takes the database's write lock, waiting out the busy timeout, and a transaction
+    whose first statement is that write never acts on a read another writer made stale. Call it
+    first in a fresh transaction (the view commits what it read before).
+    """
+    session.execute(
+        update(CaseAttempt).where(CaseAttempt.id == attempt.id).values(last_step_at=CaseAttempt.last_step_at)
+        .execution_options(synchronize_session=False)
+    )
+    session.refresh(attempt)
+
+
+def abandon(session: Session, attempt: CaseAttempt, now: datetime) -> None:
+    """End an unfinished attempt without an ending; its steps stay as they were."""
+    if attempt.status == "active":
+        attempt.status, attempt.ended_at = "abandoned", now
+        session.flush()
+
+
 def answer(
     session: Session, attempt: CaseAttempt, case: Case, *, node_id: str, choice_id: str, step: int | None, now: datetime
 ) -> Answered:
     """Record one answer; a repeat of an answered step records nothing and is not an error."""
-    session.refresh(attempt, with_for_update=True)
+    lock_attempt(session, attempt)
     if attempt.status == "abandoned":
-        raise AttemptError("This attempt was replaced by a newer one; continue there.", 409)
+        raise AttemptError("This attempt is closed (a newer one replaced it, or the case was withdrawn); "
+                           "its answers are kept. Start again from the case page.", 409)
+    if not case.has_node(node_id):
+        raise AttemptError("That answer is for a step that isn't part of this case, so nothing was recorded.", 400)
     state = state_of(session, attempt, case)
     try:
         new_state = engine.choose(case, state, node_id, choice_id, step=step)
@@ -165,7 +190,9 @@ def answer(
 
 def go_back(session: Session, attempt: CaseAttempt, case: Case, now: datetime) -> State:
     """Take the last answer back (kept in the record as withdrawn, for analytics)."""
-    session.refresh(attempt, with_for_update=True)
+    lock_attempt(session, attempt)
+    if attempt.status == "abandoned":
+        raise AttemptError("This attempt is closed; its answers are kept. Start again from the case page.", 409)
     state = state_of(session, attempt, case)
     try:
         new_state = engine.back(case, state)

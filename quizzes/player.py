@@ -16,6 +16,7 @@ from lessons.render import render_inline, render_markdown
 from quizzes import engine
 from quizzes.attempts import (
     AttemptError,
+    abandon,
     answer,
     attempts_of,
     case_of,
@@ -69,6 +70,22 @@ def _refuse(
     return page, error.status
 
 
+def _withdrawn(placement: Placement, slug: str, attempt: CaseAttempt) -> tuple[str, int] | None:
+    """If the case left this placement mid-attempt, end the attempt (kept, as abandoned) and say so."""
+    found = published_case(db.session, placement.platform_id, slug)
+    if attempt.status == "ended" or (found is not None and in_scope(placement, found[1])):
+        return None
+    abandon(db.session, attempt, utcnow())
+    db.session.commit()
+    version = db.session.get(ContentVersion, attempt.content_version_id)
+    assert version is not None
+    answered = len(state_of(db.session, attempt, case_of(version)).path)
+    page = render_template(
+        "cases/withdrawn.html", placement=placement, title=case_of(version).title, attempt=attempt, answered=answered
+    )
+    return page, 410
+
+
 @bp.route("/p/<int:placement_id>/cases/<slug>")
 @allow(*EVERYONE)
 def case_intro(placement_id: int, slug: str) -> str:
@@ -106,7 +123,7 @@ def start(placement_id: int, slug: str) -> WerkzeugResponse | tuple[str, int]:
 
 @bp.route("/p/<int:placement_id>/cases/<slug>/attempts/<int:attempt_id>")
 @allow(*EVERYONE)
-def play(placement_id: int, slug: str, attempt_id: int) -> WerkzeugResponse | str:
+def play(placement_id: int, slug: str, attempt_id: int) -> WerkzeugResponse | str | tuple[str, int]:
     placement = placement_or_404(placement_id)
     attempt = _attempt_or_404(placement, slug, attempt_id)
     version = db.session.get(ContentVersion, attempt.content_version_id)
@@ -114,6 +131,9 @@ def play(placement_id: int, slug: str, attempt_id: int) -> WerkzeugResponse | st
     case = case_of(version)
     if attempt.status == "ended":
         return redirect(url_for("cases.debrief", placement_id=placement.id, slug=slug, attempt_id=attempt.id))
+    closed = _withdrawn(placement, slug, attempt)
+    if closed is not None:
+        return closed
     state = state_of(db.session, attempt, case)
     node = case.node(state.current_node)
     taken, remaining = engine.progress(case, state)
@@ -139,10 +159,15 @@ def submit(placement_id: int, slug: str, attempt_id: int) -> WerkzeugResponse | 
     attempt = _attempt_or_404(placement, slug, attempt_id)
     if not StepForm().validate_on_submit():
         abort_with(400, "This form's security token was missing or expired. Reload the page and try again.")
+    closed = _withdrawn(placement, slug, attempt)
+    if closed is not None:
+        return closed
     version = db.session.get(ContentVersion, attempt.content_version_id)
     assert version is not None
     case = case_of(version)
     step_field = request.form.get("step", "")
+    # End the transaction that only read, so the answer's own starts by taking the attempt's lock.
+    db.session.commit()
     try:
         result = answer(
             db.session, attempt, case, node_id=request.form.get("node", ""), choice_id=request.form.get("choice", ""),
@@ -165,8 +190,12 @@ def back(placement_id: int, slug: str, attempt_id: int) -> WerkzeugResponse | tu
     attempt = _attempt_or_404(placement, slug, attempt_id)
     if not StepForm().validate_on_submit():
         abort_with(400, "This form's security token was missing or expired. Reload the page and try again.")
+    closed = _withdrawn(placement, slug, attempt)
+    if closed is not None:
+        return closed
     version = db.session.get(ContentVersion, attempt.content_version_id)
     assert version is not None
+    db.session.commit()  # as in submit: the lock comes first in the transaction that writes
     try:
         go_back(db.session, attempt, case_of(version), utcnow())
     except AttemptError as error:

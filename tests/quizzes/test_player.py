@@ -96,7 +96,7 @@ def test_answering_a_step_that_is_not_current_is_refused_clearly(launch_as: Call
     browser, placement = launch_as()
     url = _start(browser, placement.id)
     page = browser.get(url).get_data(as_text=True)
-    response = browser.post(f"{url}/answer", data={"csrf_token": csrf_token_from(page), "node": "somewhere-else", "step": "0", "choice": "x"})
+    response = browser.post(f"{url}/answer", data={"csrf_token": csrf_token_from(page), "node": "gather-facts", "step": "0", "choice": "x"})
     assert response.status_code == 409
     assert "isn&#39;t the step you&#39;re on" in response.get_data(as_text=True)
 
