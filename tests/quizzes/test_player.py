@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Callable
 from typing import Any
@@ -158,3 +159,46 @@ def test_a_case_outside_the_placement_is_not_found(launch_as: Callable[..., Any]
     assert browser.get(f"/p/{placement.id}/cases/pizza-wrong-crust").status_code == 200
     assert browser.get(f"/p/{placement.id}/cases/{CASE}").status_code == 404
     assert browser.get(f"/p/{placement.id}/cases/no-such-case").status_code == 404
+
+
+def _paths_to_every_ending(case: Any) -> dict[str, list[tuple[str, str]]]:
+    """For each ending of a case, the shortest way there as (node, choice) steps."""
+    from collections import deque
+
+    paths: dict[str, list[tuple[str, str]]] = {case.start: []}
+    queue = deque([case.start])
+    while queue:
+        node = case.node(queue.popleft())
+        for choice in node.choices:
+            if choice.goto not in paths:
+                paths[choice.goto] = [*paths[node.id], (node.id, choice.id)]
+                queue.append(choice.goto)
+    return {node.id: paths[node.id] for node in case.nodes if node.is_ending}
+
+
+def test_every_shipped_case_plays_to_each_of_its_endings_with_a_debrief_each_time(
+    launch_as: Callable[..., Any],
+) -> None:
+    from pathlib import Path
+
+    from quizzes.validator import load_case
+
+    browser, placement = launch_as()
+    files = sorted((Path(__file__).parents[2] / "quizzes" / "cases").glob("*.yaml"))
+    assert len(files) >= 4
+    for file in files:
+        case = load_case(file.read_text(encoding="utf-8"), file.name)
+        endings = _paths_to_every_ending(case)
+        assert len(endings) >= 3, case.id
+        for ending, path in endings.items():
+            url = _start(browser, placement.id, case.id)
+            for node_id, choice_id in path:
+                page = browser.get(url).get_data(as_text=True)
+                assert f'name="node" value="{node_id}"' in page, (case.id, ending, node_id)
+                assert _answer(browser, url, page, choice_id).status_code == 303
+            debrief = browser.get(f"{url}/debrief").get_data(as_text=True)
+            title = re.search(r"<h1[^>]*>Debrief: ([^<]+)</h1>", debrief)
+            assert title is not None and html.unescape(title.group(1)) == case.node(ending).title, (case.id, ending)
+            assert "Your path" in debrief and "The principle" in debrief and "Try again" in debrief
+    finished = db.session.scalars(select(CaseAttempt).where(CaseAttempt.status == "ended")).all()
+    assert len({(a.case_slug, a.ending_node) for a in finished}) == len(finished) >= 4 * 3
