@@ -10,7 +10,7 @@ from flask import Flask, Response
 from sqlalchemy import select
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from course import access, errors, health, home, log
+from course import access, completion_views, errors, health, home, log
 from course.accounts import blueprint as accounts
 from course.commands import register_commands
 from course.config import Settings, load_settings
@@ -61,6 +61,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     lti.init_app(app)
     lessons_web.init_app(app)
     quizzes_web.init_app(app)
+    completion_views.init_app(app)
     exports_web.init_app(app)
 
     @app.context_processor

@@ -71,7 +71,7 @@ def _mark_ok(mark: object) -> bool:
 
 
 def parse_due_at(text: str) -> datetime:
-    """An ISO 8601 date-time (no offset means UTC; a date alone means the end of that day, UTC)."""
+    """An ISO 8601 date-time, in UTC (no offset means UTC; a date alone means the end of that day, UTC)."""
     value = text.strip()
     if not value:
         raise ValueError("Give a date and time, for example 2027-03-31T17:00+01:00.")
@@ -87,7 +87,7 @@ def parse_due_at(text: str) -> datetime:
         ) from None
     if parsed.year < 2000 or parsed.year > 2999:
         raise ValueError(f"{value!r} is outside the years 2000-2999; check the year.")
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def rule_from_settings(settings: Mapping[str, Any], *, case_ids: Iterable[str] | None = None) -> Rule:

@@ -8,6 +8,8 @@ from flask_wtf import FlaskForm
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from course.access import allow, placement_or_404
+from course.completion import evaluate
+from course.completion_views import home_panel
 from course.database import db, utcnow
 from course.errors import abort_with
 from course.progress import complete_lesson, heartbeat, lesson_statuses, open_lesson, resume_point
@@ -50,6 +52,7 @@ def course_home(placement_id: int) -> str:
         resume=resume,
         minutes_left=minutes_left,
         started=any(s.first_opened_at for s in statuses.values()),
+        completion=home_panel(placement, current_user),
     )
 
 
@@ -99,6 +102,9 @@ def complete(placement_id: int, slug: str) -> WerkzeugResponse:
         db.session, user_id=current_user.id, placement_id=placement.id, slug=slug, version_id=entry.version.id,
         now=utcnow(),
     )
+    db.session.commit()
+    # Committed first, so the lesson stays complete whatever the completion check finds.
+    evaluate(db.session, user=current_user, placement=placement, now=utcnow())
     db.session.commit()
     lessons = _lessons_in_scope(placement)
     index = next(i for i, e in enumerate(lessons) if e.slug == slug)

@@ -9,6 +9,7 @@ from flask_wtf import FlaskForm
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from course.access import allow, placement_or_404
+from course.completion import evaluate
 from course.database import db, utcnow
 from course.errors import abort_with
 from course.models import CaseAttempt, ContentVersion, Placement
@@ -177,6 +178,9 @@ def submit(placement_id: int, slug: str, attempt_id: int) -> WerkzeugResponse | 
         db.session.rollback()
         return _refuse(error, placement, slug, attempt)
     db.session.commit()
+    if result.recorded and result.state.ended:
+        evaluate(db.session, user=current_user, placement=placement, now=utcnow())
+        db.session.commit()
     if result.recorded:
         session[CONSEQUENCE_KEY] = {"attempt": attempt.id, "position": len(result.state.path)}
     target = "cases.debrief" if result.state.ended else "cases.play"
