@@ -150,6 +150,7 @@ def config_show() -> None:
         "LOG_FORMAT": settings.log_format,
         "LOGIN_MAX_FAILURES": str(settings.login_max_failures),
         "LOGIN_LOCKOUT_SECONDS": str(settings.login_lockout_seconds),
+        "ROSTER_SYNC_MINUTES": str(settings.roster_sync_minutes),
     }
     for setting in SETTINGS:
         click.echo(f"REBOUND_{setting.name}={values[setting.name]}")
@@ -161,8 +162,9 @@ def config_show() -> None:
 @click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64))
 @click.option("--threads", default=4, show_default=True, type=click.IntRange(1, 64))
+@click.option("--with-worker", is_flag=True, help="Also run the grade worker (`rebound worker`) beside the server.")
 @database_errors_explained
-def serve(host: str, port: int, workers: int, threads: int) -> None:
+def serve(host: str, port: int, workers: int, threads: int, with_worker: bool) -> None:
     """Run Rebound with Gunicorn (development: prepares the SQLite database itself)."""
     from course.server import ReboundServer, server_options
 
@@ -198,6 +200,7 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
         announce=announce,
         log_level=settings.log_level,
         log_format=settings.log_format,
+        with_worker=with_worker,
     )
     ReboundServer(options).run()
 

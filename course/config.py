@@ -69,6 +69,11 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("LOGIN_MAX_FAILURES", "Failed sign-ins per account before a lockout.", "5"),
     Setting("LOGIN_LOCKOUT_SECONDS", "How long a lockout lasts, and the counting window.", "900"),
+    Setting(
+        "ROSTER_SYNC_MINUTES",
+        "Trainer and HR visits refresh a course's LMS roster (NRPS) at most this often.",
+        "60",
+    ),
 )
 SETTING_NAMES = {s.name for s in SETTINGS}
 
@@ -88,6 +93,7 @@ class Settings:
     log_format: str
     login_max_failures: int
     login_lockout_seconds: int
+    roster_sync_minutes: int = 60
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -286,5 +292,6 @@ def load_settings(
         login_lockout_seconds=_positive_int(
             "LOGIN_LOCKOUT_SECONDS", str(raw["LOGIN_LOCKOUT_SECONDS"]), minimum=1
         ),
+        roster_sync_minutes=_positive_int("ROSTER_SYNC_MINUTES", str(raw["ROSTER_SYNC_MINUTES"]), minimum=1),
         extra=extra,
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
 from flask import Flask
@@ -58,11 +60,18 @@ def server_options(
     announce: str,
     log_level: str,
     log_format: str,
+    with_worker: bool = False,
 ) -> dict[str, Any]:
     """Gunicorn settings; forwarded headers are left to ProxyFix, which trusts only when told."""
 
     def when_ready(server: Any) -> None:
         server.log.info(announce)
+        if with_worker:
+            server.rebound_worker = start_grade_worker()
+            server.log.info(f"grade worker running (pid {server.rebound_worker.pid})")
+
+    def on_exit(server: Any) -> None:
+        stop_grade_worker(getattr(server, "rebound_worker", None))
 
     return {
         "bind": f"{host}:{port}",
@@ -79,4 +88,26 @@ def server_options(
         "forwarded_allow_ips": "*" if trust_proxy else "",
         "secure_scheme_headers": {"X-FORWARDED-PROTO": "https"} if trust_proxy else {},
         "when_ready": when_ready,
+        "on_exit": on_exit,
     }
+
+
+def start_grade_worker() -> subprocess.Popen[bytes]:
+    """`rebound serve --with-worker`: the grade worker as a child process of Gunicorn's master.
+
+    A process, not a thread: the master forks web workers (a thread and its database
+    connection would not survive a fork cleanly), and a crash in either leaves the other
+    running. It is the same `rebound worker`, with the same settings (the environment).
+    """
+    return subprocess.Popen([sys.executable, "-c", "from course.cli import main; main()", "worker"])
+
+
+def stop_grade_worker(process: subprocess.Popen[bytes] | None) -> None:
+    """SIGTERM the worker and wait for its current delivery to finish (it records the outcome)."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+from datetime import datetime
 
 from flask import (
     Blueprint,
@@ -18,6 +19,7 @@ from flask import (
     request,
 )
 from flask_login import current_user
+from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from course.access import allow, current_platform_id, public
@@ -32,6 +34,7 @@ from plugin.dynamic_registration import (
 )
 from plugin.errors import LaunchError
 from plugin.launches import (
+    AcceptedLaunch,
     LoginRequest,
     accept_launch,
     begin_login,
@@ -131,6 +134,7 @@ def launch() -> WerkzeugResponse | tuple[str, int]:
         db.session.commit()
         return launch_error_page(error, platform_id)
     db.session.commit()
+    _use_lti_services(accepted, now)
     logger.info(
         "launch accepted",
         extra={
@@ -162,6 +166,27 @@ def launch() -> WerkzeugResponse | tuple[str, int]:
         )
     response.delete_cookie(state_cookie_name(state), **{k: v for k, v in _cookie_options().items() if k != "httponly"})  # type: ignore[arg-type]
     return response
+
+
+def _use_lti_services(accepted: AcceptedLaunch, now: datetime) -> None:
+    """After a launch: a line item where the LMS lets Rebound make one, and, for trainers
+    and HR, a roster refresh at most once per interval. The LMS failing never fails the launch."""
+    from plugin import ags, nrps
+    from plugin.service_tokens import ServiceError, client_for
+
+    placement, ags_claim = accepted.placement, accepted.message.ags
+    try:
+        if placement is not None and ags_claim is not None:
+            ags.ensure_lineitem(db.session, placement, ags_claim.scopes, now, client_for(current_app))
+            db.session.commit()
+        if placement is not None and accepted.roles & {"trainer", "hr"}:
+            nrps.sync_if_stale(db.session, placement.context, now)
+            db.session.commit()
+    except (ServiceError, SQLAlchemyError) as error:
+        db.session.rollback()
+        logger.warning(
+            "LTI services after launch failed", extra={"error": str(error), "platform_id": accepted.platform.id}
+        )
 
 
 def _storage_target(state: str) -> str | None:

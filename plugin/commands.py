@@ -1,4 +1,4 @@
-"""Operator commands for LTI: static platform registration and the tool's keys."""
+"""Operator commands for LTI: static platform registration, the tool's keys, the grade worker and rosters."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import click
 from flask import Flask, current_app
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 
 from course.commands import database_errors_explained
 from course.database import db, utcnow
@@ -177,7 +177,118 @@ def keys_list() -> None:
         click.echo(f"{key.kid}\t{state}\tactivated {key.activated_at.isoformat(timespec='seconds')}\tretires {retire}")
 
 
+outbox_cli = AppGroup("outbox", help="Grades waiting for, or refused by, the LMS (AGS).")
+roster_cli = AppGroup("roster", help="Course rosters from the LMS (NRPS).")
+
+
+@click.command("worker")
+@click.option("--once", is_flag=True, help="Deliver what is due, then exit.")
+@click.option("--interval", default=5.0, show_default=True, type=click.FloatRange(0.1, 3600),
+              help="Seconds between passes over the outbox.")
+@with_appcontext
+def worker(once: bool, interval: float) -> None:
+    """Deliver queued grades to the LMSes, retrying with backoff; stops cleanly on SIGTERM."""
+    import signal
+    import threading
+
+    from plugin.outbox import run_worker
+
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: object) -> None:
+        stop.set()
+
+    previous = {signum: signal.signal(signum, request_stop) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        run_worker(current_app._get_current_object(), interval=interval, stop=stop, once=once)  # type: ignore[attr-defined]
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+@outbox_cli.command("status")
+@database_errors_explained
+def outbox_status_command() -> None:
+    """Counts by status, the oldest pending grade, and the last error per platform."""
+    from plugin.outbox import outbox_status
+
+    status = outbox_status(db.session)
+    counts = status.counts
+    click.echo(
+        f"pending {counts['pending']}  sent {counts['sent']} (of which {status.superseded} superseded or "
+        f"already held by the LMS)  failed {counts['failed']}"
+    )
+    if status.oldest_pending is not None:
+        age = utcnow() - status.oldest_pending
+        queued = status.oldest_pending.isoformat(timespec="seconds")
+        click.echo(f"oldest pending: queued {queued} ({age.total_seconds() / 60:.0f} min ago)")
+    for p in status.platforms:
+        click.echo(
+            f"platform {p.platform_id} {p.name}: {p.pending} pending, {p.failed} failed; "
+            f"last error: {p.last_error or 'none'}"
+        )
+    for row_id, error in status.failed_rows:
+        click.echo(f"failed #{row_id}: {error}")
+    if status.failed_rows:
+        click.echo("Fix the cause, then `rebound outbox retry ID` or `rebound outbox retry --failed`.")
+
+
+@outbox_cli.command("retry")
+@click.argument("row_id", required=False, type=int)
+@click.option("--failed", is_flag=True, help="Queue every failed grade again.")
+@database_errors_explained
+def outbox_retry(row_id: int | None, failed: bool) -> None:
+    """Send a failed (or backed-off) grade again now: one by ID, or every failed one."""
+    from plugin.outbox import retry
+
+    if (row_id is None) == (not failed):
+        raise click.UsageError("Give either an outbox ID or --failed.")
+    count = retry(db.session, row_id=row_id, failed=failed, now=utcnow())
+    db.session.commit()
+    if row_id is not None and count == 0:
+        raise click.ClickException(
+            f"No pending or failed grade #{row_id}: it does not exist or was sent already (sending it again "
+            "would send the same change twice)."
+        )
+    click.echo(f"Queued {count} grade(s) for delivery now.")
+
+
+@roster_cli.command("sync")
+@click.option("--platform", "platform_ref", default=None, help="Only this platform (id or issuer).")
+@click.option("--context", "context_id", default=None, type=int, help="Only this context (Rebound's id).")
+@database_errors_explained
+def roster_sync(platform_ref: str | None, context_id: int | None) -> None:
+    """Fetch course rosters from the LMS now (every context with NRPS, or the ones chosen)."""
+    from plugin.nrps import contexts_to_sync, sync_roster
+    from plugin.service_tokens import ServiceError, client_for
+
+    try:
+        platform_id = get_platform(db.session, platform_ref).id if platform_ref else None
+    except RegistrationError as error:
+        raise click.ClickException(str(error)) from None
+    contexts = contexts_to_sync(db.session, platform_id=platform_id, context_id=context_id)
+    if not contexts:
+        raise click.ClickException("No course with an LMS roster service (NRPS) matches; launch from the LMS first.")
+    client, failures = client_for(current_app), 0
+    for context in contexts:
+        label = f"context {context.id} ({context.title or context.lms_context_id})"
+        try:
+            result = sync_roster(db.session, context, utcnow(), client)
+            db.session.commit()
+        except ServiceError as error:
+            db.session.rollback()
+            failures += 1
+            click.echo(f"{label}: not synced, roster unchanged: {error}", err=True)
+            continue
+        click.echo(f"{label}: {result.summary()}")
+    if failures:
+        raise click.ClickException(f"{failures} of {len(contexts)} roster(s) could not be synced.")
+
+
 def register(app: Flask) -> None:
     """Add the LTI commands to `rebound` / `flask`."""
     app.cli.add_command(platforms_cli)
     app.cli.add_command(keys_cli)
+    app.cli.add_command(worker)
+    app.cli.add_command(outbox_cli)
+    app.cli.add_command(roster_cli)

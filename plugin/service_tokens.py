@@ -9,6 +9,7 @@ worker shares one token instead of asking the LMS for one per grade.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,6 +19,7 @@ import requests
 from flask import Flask
 from sqlalchemy import delete, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from course.models import Platform
@@ -32,6 +34,8 @@ EXPIRY_MARGIN = timedelta(seconds=60)
 # Used when a token response omits expires_in (it is only RECOMMENDED by RFC 6749).
 DEFAULT_LIFETIME = timedelta(minutes=5)
 MAX_ERROR_BODY = 300
+
+logger = logging.getLogger("rebound.lti")
 
 
 class ServiceError(Exception):
@@ -99,14 +103,20 @@ def access_token(
     expires_at = now + lifetime - min(EXPIRY_MARGIN, lifetime / 2)
     table = ServiceAccessToken.__table__
     insert = (postgresql if session.get_bind().dialect.name == "postgresql" else sqlite).insert
-    session.execute(
-        insert(table)
-        .values(platform_id=platform.id, scopes=key, access_token=token, expires_at=expires_at)
-        .on_conflict_do_update(
-            index_elements=[table.c.platform_id, table.c.scopes],
-            set_={"access_token": token, "expires_at": expires_at},
-        )
-    )
+    try:
+        with session.begin_nested():
+            session.execute(
+                insert(table)
+                .values(platform_id=platform.id, scopes=key, access_token=token, expires_at=expires_at)
+                .on_conflict_do_update(
+                    index_elements=[table.c.platform_id, table.c.scopes],
+                    set_={"access_token": token, "expires_at": expires_at},
+                )
+            )
+    except OperationalError as error:
+        # SQLite refuses to turn this read into a write when another process wrote since
+        # (another worker caching its token): the token is good all the same, just not cached.
+        logger.info("service token not cached", extra={"platform_id": platform.id, "error": str(error.orig)})
     return token
 
 

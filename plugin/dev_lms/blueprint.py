@@ -145,6 +145,9 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
     csrf.exempt(register)
     csrf.exempt(authenticate)
+    from plugin.dev_lms import services
+
+    services.init_app(app)
     base = app.config["REBOUND_SETTINGS"].base_url
     app.extensions["rebound.home_links"].append(
         {

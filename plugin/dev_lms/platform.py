@@ -219,10 +219,14 @@ def id_token(
                           "product_family_code": PRODUCT, "url": u["home"]},
         c.CUSTOM: dict(custom or {}),
     }
+    from plugin.dev_lms.services import launch_claims  # the services build on this module
+
     if message_type == c.RESOURCE_LINK_REQUEST:
         link_id, link_title = resource_link or (where.resource_link_id, where.resource_link_title)
         claims[c.RESOURCE_LINK] = {"id": link_id, "title": link_title}
+        claims.update(launch_claims(tool_base_url, where.id, link_id))
     else:
+        claims.update(launch_claims(tool_base_url, where.id, None))
         claims[c.DEEP_LINKING_SETTINGS] = {
             "deep_link_return_url": u["home"] + f"deep-link-return?course={where.id}",
             "accept_types": ["ltiResourceLink"],
