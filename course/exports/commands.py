@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -68,7 +69,7 @@ def export_completions(
     handle, partial = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".partial", dir=output.parent)
     try:
         with os.fdopen(handle, "wb") as out, click.progressbar(
-            length=max(expected, 1), label=f"Exporting {format_name.upper()}", file=click.get_text_stream("stderr"),
+            length=max(expected, 1), label=f"Exporting {format_name.upper()}", file=sys.stderr,
             show_pos=True,
         ) as bar:
             for chunk in formats[format_name].write(_advancing(counter, bar)):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask_wtf import FlaskForm
 from wtforms import DateField, SelectField, SubmitField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import Optional
 
 from course.statuses import STATUSES
@@ -13,8 +14,8 @@ class ExportFilterForm(FlaskForm):
     """Platform (admins only), course, date range and status; then preview or download."""
 
     # Choices are checked by `resolve_filters`, which names the bad value in plain words.
-    platform = SelectField("Platform", choices=[("", "All platforms")], validate_choice=False)
-    context = SelectField("Course (LMS context)", choices=[("", "All courses")], validate_choice=False)
+    platform = SelectField("Platform", choices=[SelectChoice("", "All platforms")], validate_choice=False)
+    context = SelectField("Course (LMS context)", choices=[SelectChoice("", "All courses")], validate_choice=False)
     date_from = DateField(
         "Completed or first opened from", validators=[Optional()], format="%Y-%m-%d",
         description="YYYY-MM-DD, UTC; the first day included.",
@@ -23,7 +24,9 @@ class ExportFilterForm(FlaskForm):
         "to", validators=[Optional()], format="%Y-%m-%d", description="YYYY-MM-DD, UTC; the last day included."
     )
     status = SelectField(
-        "Status", choices=[("", "Any status"), *((status, status) for status in STATUSES)], validate_choice=False
+        "Status",
+        choices=[SelectChoice("", "Any status"), *(SelectChoice(status) for status in STATUSES)],
+        validate_choice=False,
     )
     preview = SubmitField("Preview")
     csv = SubmitField("Download CSV")

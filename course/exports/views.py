@@ -10,6 +10,7 @@ from flask import Blueprint, Response, render_template, stream_with_context
 from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from wtforms.fields.choices import SelectChoice
 
 from course.access import allow, current_platform_id
 from course.database import db, utcnow
@@ -71,13 +72,15 @@ def _tenant_choices(form: ExportFilterForm, tenant: int | None) -> None:
     session = db.session
     if tenant is None:
         platforms = session.execute(select(Platform.id, Platform.name).order_by(Platform.name, Platform.id)).all()
-        form.platform.choices = [("", "All platforms"), *((str(pid), name) for pid, name in platforms)]
+        form.platform.choices = [
+            SelectChoice("", "All platforms"), *(SelectChoice(str(pid), name) for pid, name in platforms)
+        ]
     contexts = select(Context.id, Context.title, Context.lms_context_id).order_by(Context.title, Context.id)
     if tenant is not None:
         contexts = contexts.where(Context.platform_id == tenant)
     form.context.choices = [
-        ("", "All courses"),
-        *((str(cid), f"{title or lms_id} ({lms_id})") for cid, title, lms_id in session.execute(contexts)),
+        SelectChoice("", "All courses"),
+        *(SelectChoice(str(cid), f"{title or lms_id} ({lms_id})") for cid, title, lms_id in session.execute(contexts)),
     ]
 
 

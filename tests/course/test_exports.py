@@ -138,14 +138,19 @@ class World:
         return member
 
 
-@pytest.fixture
-def world(app: Flask, make_platform: Callable[..., Platform]) -> World:
+def new_world(make_platform: Callable[..., Platform]) -> World:
     """An empty tenant with one content version that progress rows can name."""
     item = ContentItem(platform_id=None, kind="lesson", slug=f"export-test-{uuid.uuid4().hex[:6]}")
     item.versions.append(ContentVersion(number=1, title="A lesson", source="# A lesson", checksum="0" * 64))
     db.session.add(item)
     db.session.flush()
     return World(platform=make_platform(name="Acme Moodle"), version_id=item.versions[0].id)
+
+
+@pytest.fixture
+def world(app: Flask, make_platform: Callable[..., Platform]) -> World:
+    """An empty tenant to fill with export data."""
+    return new_world(make_platform)
 
 
 def rows_of(filters: ExportFilters, **options: Any) -> list[ExportRow]:
