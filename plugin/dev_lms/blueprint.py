@@ -12,7 +12,7 @@ from course.access import public
 from course.database import db, utcnow
 from course.extensions import csrf
 from course.models import Platform
-from plugin import claims as c
+from plugin.dev_lms import deep_linking
 from plugin.dev_lms import platform as lms
 from plugin.registrations import origin_of
 
@@ -124,7 +124,9 @@ def authenticate() -> tuple[str, int] | str:
     where = lms.course(hint.get("course", ""))
     if who is None or where is None:
         return _refuse("The login hint names nobody this LMS knows.")
-    message_type = c.DEEP_LINKING_REQUEST if hint.get("type") == "deep_linking" else c.RESOURCE_LINK_REQUEST
+    options = deep_linking.launch_options(current_app.config["REBOUND_SETTINGS"].data_dir, hint, where.id, utcnow())
+    if options is None:
+        return _refuse("The login hint names a link this course does not have.")
     token = lms.id_token(
         tool_base_url=_tool_base(),
         keyring=_keyring(),
@@ -132,8 +134,7 @@ def authenticate() -> tuple[str, int] | str:
         where=where,
         nonce=params["nonce"],
         now=utcnow(),
-        message_type=message_type,
-        custom={"rebound_target": hint["target"]} if hint.get("target") else None,
+        **options,
     )
     return render_template(
         "dev_lms/autopost.html", action=expected_redirect, id_token=token, state=params["state"]
@@ -148,6 +149,7 @@ def init_app(app: Flask) -> None:
     from plugin.dev_lms import services
 
     services.init_app(app)
+    deep_linking.init_app(app)
     base = app.config["REBOUND_SETTINGS"].base_url
     app.extensions["rebound.home_links"].append(
         {
