@@ -150,6 +150,7 @@ def config_show() -> None:
         "LOG_FORMAT": settings.log_format,
         "LOGIN_MAX_FAILURES": str(settings.login_max_failures),
         "LOGIN_LOCKOUT_SECONDS": str(settings.login_lockout_seconds),
+        "RETENTION_DAYS": str(settings.retention_days or "(unset: keep)"),
         "ROSTER_SYNC_MINUTES": str(settings.roster_sync_minutes),
     }
     for setting in SETTINGS:
@@ -291,3 +292,6 @@ def register_commands(app: Flask) -> None:
     """Make the operator commands available to `flask --app course.app` too."""
     for command in OPERATOR_COMMANDS:
         app.cli.add_command(command)
+    from course.privacy_cli import learners_cli
+
+    app.cli.add_command(learners_cli)

@@ -70,6 +70,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("LOGIN_MAX_FAILURES", "Failed sign-ins per account before a lockout.", "5"),
     Setting("LOGIN_LOCKOUT_SECONDS", "How long a lockout lasts, and the counting window.", "900"),
     Setting(
+        "RETENTION_DAYS",
+        "Days after a learner's last activity when `rebound learners purge-expired` erases them. "
+        "Unset (default): learners' data is kept.",
+    ),
+    Setting(
         "ROSTER_SYNC_MINUTES",
         "Trainer and HR visits refresh a course's LMS roster (NRPS) at most this often.",
         "60",
@@ -93,6 +98,7 @@ class Settings:
     log_format: str
     login_max_failures: int
     login_lockout_seconds: int
+    retention_days: int | None = None
     roster_sync_minutes: int = 60
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -291,6 +297,11 @@ def load_settings(
         ),
         login_lockout_seconds=_positive_int(
             "LOGIN_LOCKOUT_SECONDS", str(raw["LOGIN_LOCKOUT_SECONDS"]), minimum=1
+        ),
+        retention_days=(
+            _positive_int("RETENTION_DAYS", str(raw["RETENTION_DAYS"]), minimum=1)
+            if raw["RETENTION_DAYS"] not in (None, "")
+            else None
         ),
         roster_sync_minutes=_positive_int("ROSTER_SYNC_MINUTES", str(raw["ROSTER_SYNC_MINUTES"]), minimum=1),
         extra=extra,
