@@ -413,3 +413,48 @@ def test_analytics_and_their_csv_count_only_this_tenants_attempts_and_only_its_t
     assert learner.get(f"/trainer/cases/{SLUG}/analytics").status_code == 403
     assert learner.get(f"/trainer/cases/{SLUG}/analytics.csv").status_code == 403
     assert app.test_client().get(f"/trainer/cases/{SLUG}/analytics.csv").status_code == 302  # to sign in
+
+
+def test_through_the_development_lms_a_case_is_played_broken_fixed_published_and_its_choices_counted(
+    app: Flask, course_content: None
+) -> None:
+    """Issue 5's "done when", end to end from the development LMS's own launch page."""
+    from tests.lessons.dev_lms_launch import dev_lms_launcher
+
+    launch = dev_lms_launcher(app)
+    lena, home_url = launch("lena")
+    case_url = f"{home_url}cases/{SLUG}"
+    endings = set()
+    for pick in (0, -1):
+        intro = lena.get(case_url).get_data(as_text=True)
+        url = lena.post(f"{case_url}/start", data={"csrf_token": csrf_token_from(intro), "restart": "1"}).headers["Location"]
+        for _ in range(20):
+            page = lena.get(url, follow_redirects=True).get_data(as_text=True)
+            if "Debrief:" in page:
+                break
+            node = re.search(r'name="node" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+            step = re.search(r'name="step" value="(\d+)"', page).group(1)  # type: ignore[union-attr]
+            choice = re.findall(r'name="choice" value="([^"]+)"', page)[pick]
+            lena.post(f"{url}/answer", data={"csrf_token": csrf_token_from(page), "node": node, "step": step, "choice": choice})
+        assert "Your path" in page and "Try again" in page
+        endings.add(re.search(r"<h1[^>]*>Debrief: ([^<]+)</h1>", page).group(1))  # type: ignore[union-attr]
+    assert len(endings) == 2
+
+    theo, _ = launch("theo")
+    form = _editor(theo.get(EDIT).get_data(as_text=True))
+    broken, line, words, node_id = _unknown_target(form["source"])
+    checked = theo.post(EDIT, data={**form, "source": broken, "check": "Check"}).get_data(as_text=True)
+    _assert_listed(checked, line, words)
+    _assert_marked(checked, node_id or "")
+    fixed = broken.replace("gather-fakts", "gather-facts").replace(FIRST_TITLE, "title: A Saturday night post")
+    assert theo.post(EDIT, data={**form, "source": fixed, "publish": "Publish"}).status_code == 303
+
+    intro = lena.get(case_url).get_data(as_text=True)
+    url = lena.post(f"{case_url}/start", data={"csrf_token": csrf_token_from(intro)}).headers["Location"]
+    assert "A Saturday night post" in lena.get(url).get_data(as_text=True)
+
+    analytics = theo.get(f"/trainer/cases/{SLUG}/analytics").get_data(as_text=True)
+    # Three attempts reached the first situation (the third is still there); two chose at it.
+    assert "3 attempt(s), 2 finished" in analytics and "reached 3 time(s)" in analytics
+    rows = list(csv.reader(io.StringIO(theo.get(f"/trainer/cases/{SLUG}/analytics.csv").get_data(as_text=True).removeprefix("\ufeff"))))
+    assert sorted(int(row[4]) for row in rows[1:] if row[0] == "first-post") == [0, 0, 1, 1]

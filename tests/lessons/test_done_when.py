@@ -1,0 +1,51 @@
+"""Issue 4's "done when", end to end through the development LMS: a learner reads every lesson
+and the progress bar reaches the end; a trainer edits, previews and publishes a lesson; the
+learner sees the new version while earlier progress keeps naming the old one."""
+
+from __future__ import annotations
+
+import re
+
+from flask import Flask
+from sqlalchemy import select
+
+from course.database import db
+from course.models import ContentVersion, LessonProgress
+from tests.helpers import csrf_token_from
+from tests.lessons.dev_lms_launch import dev_lms_launcher
+from tests.lessons.test_editor import _form
+
+SLUG = "own-apologizing-well"
+
+
+def test_through_the_development_lms_a_learner_reads_every_lesson_and_sees_a_trainers_new_version(
+    app: Flask, course_content: None
+) -> None:
+    launch = dev_lms_launcher(app)
+    lena, home_url = launch("lena")
+    placement = re.fullmatch(r"/p/(\d+)/", home_url)
+    assert placement, home_url
+    home = lena.get(home_url).get_data(as_text=True)
+    assert '<progress id="course-progress" max="9" value="0">' in home
+    slugs = list(dict.fromkeys(re.findall(rf'href="{home_url}lessons/([a-z0-9-]+)"', home)))
+    assert len(slugs) == 9
+    for slug in slugs:
+        page = lena.get(f"{home_url}lessons/{slug}").get_data(as_text=True)
+        assert lena.post(f"{home_url}lessons/{slug}/complete", data={"csrf_token": csrf_token_from(page)}).status_code == 303
+    home = lena.get(home_url).get_data(as_text=True)
+    assert '<progress id="course-progress" max="9" value="9">' in home and "Lessons completed: 9 of 9" in home
+
+    theo, _ = launch("theo")
+    form = _form(theo.get(f"/trainer/lessons/{SLUG}/edit").get_data(as_text=True))
+    form["body"] = form["body"].replace("## The five parts of a good apology", "## Five parts of an apology people believe")
+    preview = theo.post(f"/trainer/lessons/{SLUG}/edit", data={**form, "preview": "Preview"}).get_data(as_text=True)
+    assert "Five parts of an apology people believe" in preview
+    published = theo.post(f"/trainer/lessons/{SLUG}/edit", data={**form, "publish": "Publish"})
+    assert published.status_code == 303, published.get_data(as_text=True)
+
+    lesson = lena.get(f"{home_url}lessons/{SLUG}").get_data(as_text=True)
+    assert "Five parts of an apology people believe" in lesson
+    progress = db.session.scalar(select(LessonProgress).where(LessonProgress.lesson_slug == SLUG))
+    assert progress is not None and progress.completed_at is not None
+    completed_on = db.session.get(ContentVersion, progress.completed_version_id)
+    assert completed_on is not None and completed_on.number == 1
