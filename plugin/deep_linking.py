@@ -34,6 +34,7 @@ from plugin import claims as c
 from plugin import web
 from plugin.launches import RULE_PARAMETER, TARGET_PARAMETER
 from plugin.models import Launch
+from plugin.tool_keys import sign_jwt
 from quizzes.attempts import published_cases
 
 logger = logging.getLogger("rebound.lti.deep_linking")
@@ -342,7 +343,9 @@ def _answerable_launch(launch_id: str | None, now: datetime, *, binding: bool) -
     answers only launches it opened: a pick forged in another session names a launch
     that is not in this one.
     """
-    launch = db.session.get(Launch, int(launch_id)) if launch_id and launch_id.isdigit() else None
+    # The row stays locked until the answer is recorded, so a double submit answers once.
+    found = int(launch_id) if launch_id and launch_id.isdigit() else None
+    launch = db.session.get(Launch, found, with_for_update=not binding) if found is not None else None
     mine = launch is not None and current_user.get_id() == f"lti:{launch.user_id}"
     if launch is None or launch.message_type != c.DEEP_LINKING_REQUEST or not mine:
         abort_with(400, "This page belongs to no deep-linking request of yours. Start again from the LMS "
@@ -372,8 +375,6 @@ def _signed_answer(launch: Launch, items: Sequence[dict[str, Any]], now: datetim
     platform = db.session.get(Platform, launch.platform_id)
     assert platform is not None  # the launch's foreign key
     claims = response_claims(platform, DeepLinkRequest.of(launch), items, **messages)
-    from plugin.tool_keys import sign_jwt
-
     return sign_jwt(claims, web.keyring(now), now)
 
 
@@ -386,7 +387,6 @@ def _picker_page(launch: Launch, form: DeepLinkForm, error: str | None = None, s
         launch=launch,
         dl=request_,
         items=items,
-        modules=shipped_modules(),
         cases=[item for item in items if item.kind == "case"],
         chosen=set(request.form.getlist("item")) if request.method == "POST" else set(),
         error=error,
