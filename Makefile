@@ -14,7 +14,7 @@ $(STAMP): setup.cfg pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/rebound serve
+	$(BIN)/rebound serve --with-worker
 
 test: $(STAMP)
 	$(BIN)/ruff check course lessons quizzes plugin tests bench

@@ -35,6 +35,7 @@ import logging
 import random
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -221,11 +222,15 @@ def run_once(
     rng: Callable[[], float] = random.random,
     limit: int = 500,
     stop: threading.Event | None = None,
+    sessions: Callable[[], AbstractContextManager[Session]] | None = None,
 ) -> RunReport:
-    """Deliver due rows until none is due (or `limit` rows, or `stop` is set)."""
+    """Deliver due rows until none is due (or `limit` rows, or `stop` is set).
+
+    Each row gets a session of its own from `sessions` (default: the app's session factory).
+    """
     client = client or client_for(app)
     report = RunReport()
-    sessions = db.state(app).sessions
+    sessions = sessions or db.state(app).sessions
     for _ in range(limit):
         if stop is not None and stop.is_set():
             break

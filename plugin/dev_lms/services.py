@@ -423,7 +423,7 @@ def gradebook_rows(data_dir: Path) -> list[dict[str, Any]]:
                 {"person": p, "scores": [held.get(item_id, {}).get(f"dev-{p.key}") for item_id in items]}
                 for p in lms.PEOPLE
             ]
-            courses.append({"course": where, "items": items, "people": people})
+            courses.append({"course": where, "lineitems": items, "people": people})
     return courses
 
 

@@ -414,7 +414,7 @@ def test_two_workers_at_once_never_send_the_same_row(
         try:
             start.wait()
             outbox.run_once(application, client=client_for(application), clock=lambda: NOW, rng=lambda: 1.0)
-        except BaseException as error:  # noqa: BLE001 - reported by the assertion below
+        except BaseException as error:  # reported by the assertion below
             failures.append(error)
 
     threads = [threading.Thread(target=work, args=(application,)) for application in apps]
