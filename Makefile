@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench bench-export clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check course lessons quizzes plugin tests bench
+
+# HR export: CSV, XLSX and JSON beside PostgreSQL's COPY, 100,000 and 1,000,000 rows.
+bench-export: $(STAMP)
+	$(BIN)/python bench/export_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -1,9 +1,10 @@
 """The completions API for HR systems: `GET /api/v1/completions`, with a bearer token.
 
 A token speaks for one tenant with one role (see course.exports.tokens); it is read by
-flask-login's request loader, so the usual access rules (`@allow`) apply to it. The API
-only reads (GET), so no CSRF token is involved and none is waived: a cookie-signed-in
-browser gets the same CSRF protection everywhere else.
+flask-login's request loader, so the usual access rules (`@allow`) apply to it. The
+blueprint is exempt from Flask-WTF's CSRF check only for bearer-token requests: a request
+that rides on a session cookie gets the check here instead (a token cannot be forged by a
+cross-site page, a cookie can).
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from itertools import islice
 from typing import Any, Final
 from urllib.parse import urlencode
 
-from flask import Blueprint, Request, Response, request, url_for
+from flask import Blueprint, Request, Response, current_app, request, url_for
+from flask_login import current_user
 
 from course.access import allow, current_platform_id
 from course.database import db, utcnow
@@ -22,6 +24,7 @@ from course.exports.rows import Cursor, FilterError, iter_rows, resolve_filters
 from course.exports.services import start_export
 from course.exports.tokens import TokenError, TokenPrincipal, authenticate_token
 from course.exports.views import deliver, requested_by
+from course.extensions import csrf
 
 bp = Blueprint("export_api", __name__, url_prefix="/api/v1")
 DEFAULT_PAGE_SIZE: Final = 100
@@ -52,6 +55,14 @@ def load_token_principal(incoming: Request) -> TokenPrincipal | None:
         abort_with(401, str(error))
     db.session.commit()  # last_used_at, even when the request then fails on a filter
     return principal
+
+
+@bp.before_request
+def csrf_unless_bearer() -> None:
+    # Exempt only when the token, not a cookie, is what signed the request in.
+    unsafe = request.method in current_app.config.get("WTF_CSRF_METHODS", ("POST", "PUT", "PATCH", "DELETE"))
+    if unsafe and not isinstance(current_user._get_current_object(), TokenPrincipal):
+        csrf.protect()
 
 
 @bp.after_request

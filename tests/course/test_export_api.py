@@ -17,6 +17,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
+from course.access import allow
 from course.database import db, utcnow
 from course.exports.tokens import create_token
 from course.models import ApiToken, ExportRun, Platform
@@ -250,3 +251,26 @@ def test_token_commands_refuse_bad_input_with_a_non_zero_exit(app: Flask, tenant
     result = app.test_cli_runner().invoke(args=args)
     assert result.exit_code != 0
     assert words in result.output
+
+
+def test_the_api_skips_the_csrf_check_only_for_bearer_token_requests(app: Flask, tenant: World,
+                                                                     make_account: Callable[..., Any]) -> None:
+    from tests.conftest import DEFAULT_PASSWORD
+    from tests.helpers import sign_in
+
+    # A write endpoint of the API blueprint, as a later one would be (the API reads only today).
+    @allow("hr", "admin")
+    def probe() -> str:
+        return "written"
+
+    app.add_url_rule("/api/v1/_probe", endpoint="export_api.probe", view_func=probe, methods=["POST"])
+    secret = token_for(tenant.platform)
+    assert app.test_client().post("/api/v1/_probe", headers={"Authorization": f"Bearer {secret}"}).status_code == 200
+    make_account(username="hr.cookie", role="hr", platform=tenant.platform)
+    browser = app.test_client()
+    sign_in(browser, "hr.cookie", DEFAULT_PASSWORD)
+    refused = browser.post("/api/v1/_probe")
+    assert refused.status_code == 400 and "security token" in error_of(refused)
+    # A cookie session with a token header beside it is still the cookie's request: checked.
+    mixed = browser.post("/api/v1/_probe", headers={"Authorization": f"Bearer {secret}"})
+    assert mixed.status_code == 400 and "security token" in error_of(mixed)
