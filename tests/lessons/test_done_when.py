@@ -5,6 +5,7 @@ learner sees the new version while earlier progress keeps naming the old one."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from flask import Flask
 from sqlalchemy import select
@@ -49,3 +50,24 @@ def test_through_the_development_lms_a_learner_reads_every_lesson_and_sees_a_tra
     assert progress is not None and progress.completed_at is not None
     completed_on = db.session.get(ContentVersion, progress.completed_version_id)
     assert completed_on is not None and completed_on.number == 1
+
+
+def test_the_shipped_course_is_imported_on_first_start_and_not_again(
+    app_factory: Callable[..., Flask], empty_database_url: str
+) -> None:
+    from course import migrate
+    from course.commands import prepare_content
+    from course.database import make_engine
+    from course.models import ContentItem
+
+    engine = make_engine(empty_database_url)
+    migrate.upgrade(engine)
+    engine.dispose()
+    fresh = app_factory(DATABASE_URL=empty_database_url)
+    with fresh.app_context():
+        prepare_content()  # what `rebound serve` does before it starts
+        kinds = db.session.scalars(select(ContentItem.kind).where(ContentItem.platform_id.is_(None))).all()
+        assert sorted(set(kinds)) == ["case", "lesson"] and kinds.count("lesson") == 9 and kinds.count("case") == 5
+        versions = db.session.scalars(select(ContentVersion.id)).all()
+        prepare_content()  # the next start finds nothing new
+        assert db.session.scalars(select(ContentVersion.id)).all() == versions

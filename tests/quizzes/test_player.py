@@ -181,6 +181,7 @@ def test_every_shipped_case_plays_to_each_of_its_endings_with_a_debrief_each_tim
 ) -> None:
     from pathlib import Path
 
+    from quizzes import engine
     from quizzes.validator import load_case
 
     browser, placement = launch_as()
@@ -200,5 +201,10 @@ def test_every_shipped_case_plays_to_each_of_its_endings_with_a_debrief_each_tim
             title = re.search(r"<h1[^>]*>Debrief: ([^<]+)</h1>", debrief)
             assert title is not None and html.unescape(title.group(1)) == case.node(ending).title, (case.id, ending)
             assert "Your path" in debrief and "The principle" in debrief and "Try again" in debrief
+            best = [(s.node_id, s.choice_id) for s in engine.best_path(case).steps]  # type: ignore[union-attr]
+            if path == best:
+                assert "You took the best path through this case." in debrief
+            else:  # what a better path would have been, and why each of its choices works
+                assert "A better path (" in debrief and debrief.count("Why it works") == len(best)
     finished = db.session.scalars(select(CaseAttempt).where(CaseAttempt.status == "ended")).all()
     assert len({(a.case_slug, a.ending_node) for a in finished}) == len(finished) >= 4 * 3

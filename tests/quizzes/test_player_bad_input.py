@@ -208,3 +208,38 @@ def test_fifty_simultaneous_submissions_of_one_step_record_it_exactly_once(
         assert [(s.position, s.node_id, s.choice_id) for s in steps] == [(1, "first-post", "reply-now")]
         attempt = db.session.scalar(select(CaseAttempt))
         assert attempt is not None and attempt.current_node == "gather-facts" and attempt.status == "active"
+
+
+def test_a_case_without_back_restart_or_more_attempts_refuses_them_clearly_and_records_nothing(
+    launch_as: Callable[..., Any],
+) -> None:
+    from tests.conftest import INSTRUCTOR_ROLE
+    from tests.quizzes.test_case_editor import EDIT, _editor
+
+    trainer, _ = launch_as(sub="trainer-1", role=INSTRUCTOR_ROLE)
+    form = _editor(trainer.get(EDIT).get_data(as_text=True))
+    strict = (form["source"].replace("allow_back: true", "allow_back: false")
+              .replace("allow_restart: true", "allow_restart: false").replace("max_attempts: null", "max_attempts: 1"))
+    assert trainer.post(EDIT, data={**form, "source": strict, "publish": "Publish"}).status_code == 303
+
+    browser, placement = launch_as()
+    url = _start(browser, placement.id)
+    page = browser.get(url).get_data(as_text=True)
+    browser.post(f"{url}/answer", data=_form(page, "reply-now"))
+    after = browser.get(url).get_data(as_text=True)
+    assert "Take back my last choice" not in after
+    back = browser.post(f"{url}/back", data={"csrf_token": csrf_token_from(after)})
+    assert back.status_code == 409 and "This case does not allow going back." in back.get_data(as_text=True)
+    restart = browser.post(f"/p/{placement.id}/cases/{CASE}/start", data={"csrf_token": csrf_token_from(after), "restart": "1"})
+    assert restart.status_code == 409 and "can&#39;t be restarted" in restart.get_data(as_text=True)
+    for _ in range(20):
+        response = browser.get(url)
+        if response.status_code == 302:
+            break
+        page = response.get_data(as_text=True)
+        browser.post(f"{url}/answer", data=_form(page, re.findall(r'name="choice" value="([^"]+)"', page)[0]))
+    again = browser.post(f"/p/{placement.id}/cases/{CASE}/start", data={"csrf_token": csrf_token_from(page)})
+    assert again.status_code == 409 and "You have used all 1 attempts at this case." in again.get_data(as_text=True)
+    attempts = db.session.scalars(select(CaseAttempt)).all()
+    assert [a.status for a in attempts] == ["ended"]
+    assert not db.session.scalars(select(CaseStep).where(CaseStep.withdrawn)).all()
