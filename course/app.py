@@ -77,8 +77,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
         if "Content-Security-Policy" not in response.headers:
-            # Only pages can be framed; other responses skip the lookup of platform origins.
-            framed = response.mimetype == "text/html"
+            # Only pages can be framed; other responses (redirects too: a browser frames where
+            # they lead, not them) skip the lookup of platform origins.
+            framed = response.mimetype == "text/html" and not 300 <= response.status_code < 400
             ancestors = " ".join(["'self'", *(app.extensions["rebound.frame_ancestors"]() if framed else [])])
             response.headers["Content-Security-Policy"] = (
                 "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'self'; "

@@ -1,0 +1,1 @@
+"""Reproducible benchmarks, each printing a table beside its reference (see the README)."""
