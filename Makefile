@@ -16,9 +16,26 @@ $(STAMP): setup.cfg pyproject.toml
 run: $(STAMP)
 	$(BIN)/rebound serve --with-worker
 
-test: $(STAMP)
+test: $(STAMP) browser-deps
 	$(BIN)/ruff check course lessons quizzes plugin tests bench
 	$(BIN)/python -m pytest
+
+# The real-browser tests (tests/browser) drive Debian's Chromium and inject axe-core from npm.
+# Without them the tests are skipped with the reason; with CI=true they fail instead.
+AXE := tests/browser/node_modules/axe-core/axe.min.js
+
+.PHONY: browser-deps
+browser-deps: $(AXE)
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	  else echo "Chromium is missing: run 'apt-get install chromium' as root, or the browser tests are skipped."; fi; \
+	fi
+
+$(AXE): tests/browser/package-lock.json
+	@if command -v npm >/dev/null; then \
+	  cd tests/browser && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/axe-core/axe.min.js; \
+	else echo "npm is missing: the browser tests need axe-core from 'npm ci' in tests/browser."; fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check course lessons quizzes plugin tests bench
