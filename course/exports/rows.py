@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from typing import Any, Final
 
@@ -148,9 +148,7 @@ class ExportRow:
 
     def as_dict(self) -> dict[str, Any]:
         """The row as a mapping of FIELDS (the JSON object)."""
-        data = asdict(self)
-        data.pop("cursor")
-        return data
+        return {name: getattr(self, name) for name in FIELD_NAMES}
 
 
 def iso(moment: datetime | None) -> str | None:

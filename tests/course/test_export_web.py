@@ -162,3 +162,26 @@ def test_an_admin_chooses_a_platform_or_exports_every_tenant(
     assert [row["learner_id"] for row in only_other] == ["u-other"]
     run = db.session.scalars(select(ExportRun).order_by(ExportRun.id.desc())).first()
     assert run is not None and run.platform_id == other.id
+
+
+def test_a_download_that_breaks_midway_is_cut_off_and_logged_failed(app: Flask, hr: FlaskClient) -> None:
+    from course.exports.formats import ExportFormat, export_formats, write_csv
+
+    def breaks(rows: Any) -> Any:
+        def one_then_fail() -> Any:
+            for number, row in enumerate(rows):
+                if number == 1:
+                    raise RuntimeError("database went away")
+                yield row
+
+        yield from write_csv(one_then_fail())
+
+    export_formats(app)["csv"] = ExportFormat("csv", "CSV", "text/csv", "csv", breaks)
+    response = post(hr, csv="Download CSV")
+    assert response.status_code == 200  # the headers went out before the rows did
+    with pytest.raises(RuntimeError, match="database went away"):
+        response.get_data()
+    run = db.session.scalars(select(ExportRun)).one()
+    db.session.refresh(run)
+    assert (run.status, run.error) == ("failed", "RuntimeError: database went away")
+    assert run.row_count == 2
