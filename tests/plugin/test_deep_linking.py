@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import jwt
@@ -292,3 +293,28 @@ def test_a_malformed_rule_parameter_is_ignored(app: Flask, launch_as: Callable[.
     _, placement = launch_as(resource_link="link-bad-rule", custom={"rebound_target": "course", "rebound_rule": value})
     assert placement.target_kind == "course"
     assert not placement.settings
+
+
+def test_a_request_older_than_an_hour_is_refused(app: Flask, deep_link: Any) -> None:
+    browser, picker_url = deep_link()
+    launch = db.session.scalar(select(Launch).where(Launch.message_type == c.DEEP_LINKING_REQUEST))
+    assert launch is not None
+    launch.created_at = launch.created_at - timedelta(hours=2)
+    db.session.commit()
+    answer = browser.get(picker_url)
+    assert answer.status_code == 400
+    assert "more than an hour old" in answer.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("launch_id", ["", "abc", "999999"])
+def test_a_picker_without_a_known_launch_is_refused(deep_link: Any, launch_id: str) -> None:
+    browser, _ = deep_link()
+    answer = browser.get(f"/lti/deep-link?launch={launch_id}")
+    assert answer.status_code == 400
+    assert "belongs to no deep-linking request of yours" in answer.get_data(as_text=True)
+
+
+def test_the_picker_is_closed_to_visitors_without_a_launch(client: Any) -> None:
+    answer = client.get("/lti/deep-link?launch=1")
+    assert answer.status_code == 302 and "/auth/login" in answer.headers["Location"]
+    assert client.post("/lti/deep-link", data={"launch": "1"}).status_code == 400  # no CSRF token, no session
