@@ -260,13 +260,26 @@ def last_activity(session: Session, user: User) -> datetime:
 def expired_learners(session: Session, *, retention_days: int, now: datetime) -> list[User]:
     """Learners not erased yet whose last activity is more than `retention_days` ago."""
     cutoff = now - timedelta(days=retention_days)
-    # Cheap first pass in SQL (nobody launched since the cutoff), then the full check.
-    candidates = session.scalars(
-        select(User)
-        .where(User.erased_at.is_(None), or_(User.last_launch_at.is_(None), User.last_launch_at < cutoff))
-        .order_by(User.id)
+    # One query, whatever the number of learners: no launch and no activity since the cutoff.
+    recent_lesson = select(LessonProgress.id).where(
+        LessonProgress.user_id == User.id, LessonProgress.last_active_at >= cutoff)
+    recent_step = select(CaseAttempt.id).where(CaseAttempt.user_id == User.id, CaseAttempt.last_step_at >= cutoff)
+    recent_record = select(CompletionRecord.id).where(
+        CompletionRecord.user_id == User.id, CompletionRecord.completed_at >= cutoff)
+    return list(
+        session.scalars(
+            select(User)
+            .where(
+                User.erased_at.is_(None),
+                User.created_at < cutoff,
+                or_(User.last_launch_at.is_(None), User.last_launch_at < cutoff),
+                ~recent_lesson.exists(),
+                ~recent_step.exists(),
+                ~recent_record.exists(),
+            )
+            .order_by(User.id)
+        )
     )
-    return [user for user in candidates if last_activity(session, user) < cutoff]
 
 
 def purge_expired(

@@ -223,11 +223,19 @@ def test_purge_erases_only_learners_inactive_past_the_retention_period(
     assert "Erased 0 learner(s)" in _run(app, "learners", "purge-expired").output
 
 
-def test_recent_activity_after_an_old_launch_keeps_a_learner(app: Flask, make_learner: Callable[..., User]) -> None:
+@pytest.mark.parametrize(
+    ("model", "column"),
+    [(User, "last_launch_at"), (LessonProgress, "last_active_at"), (CaseAttempt, "last_step_at"),
+     (CompletionRecord, "completed_at")],
+)
+def test_any_recent_activity_keeps_a_learner(
+    app: Flask, make_learner: Callable[..., User], model: Any, column: str
+) -> None:
     user = make_learner(sub="reader", active_days_ago=400)
-    progress = db.session.scalar(select(LessonProgress).where(LessonProgress.user_id == user.id))
-    assert progress is not None
-    progress.last_active_at = utcnow() - timedelta(days=3)
+    assert [u.id for u, _ in purge_expired(db.session, retention_days=365, key=KEY, now=utcnow(), dry_run=True)] == [
+        user.id]
+    row = db.session.scalar(select(model).where((model.id if model is User else model.user_id) == user.id))
+    setattr(row, column, utcnow() - timedelta(days=3))
     db.session.commit()
     assert purge_expired(db.session, retention_days=365, key=KEY, now=utcnow(), dry_run=True) == []
 
