@@ -86,6 +86,11 @@ def post_score(client: ServiceClient, lineitem_url: str, document: dict[str, Any
     )
 
 
+def may_create_lineitem(placement: Placement, scopes: list[str] | tuple[str, ...]) -> bool:
+    """Whether the placement lacks a line item the LMS lets Rebound create."""
+    return not placement.lineitem_url and bool(placement.lineitems_url) and c.SCOPE_AGS_LINEITEM in scopes
+
+
 def ensure_lineitem(
     session: Session,
     placement: Placement,
@@ -102,7 +107,7 @@ def ensure_lineitem(
     stores its URL on the placement. Returns the line item URL, or None when the
     placement has one already, has no line items URL, or the scope does not allow it.
     """
-    if placement.lineitem_url or not placement.lineitems_url or c.SCOPE_AGS_LINEITEM not in scopes:
+    if not may_create_lineitem(placement, scopes):
         return None
     platform = session.get(Platform, placement.platform_id)
     assert platform is not None  # the foreign key guarantees it

@@ -175,11 +175,21 @@ def _use_lti_services(accepted: AcceptedLaunch, now: datetime) -> None:
     from plugin.service_tokens import ServiceError, client_for
 
     placement, ags_claim = accepted.placement, accepted.message.ags
+    if placement is None:
+        return
+    wants_lineitem = ags_claim is not None and ags.may_create_lineitem(placement, ags_claim.scopes)
+    wants_roster = bool(accepted.roles & {"trainer", "hr"}) and nrps.is_stale(
+        placement.context, now, nrps.roster_sync_interval()
+    )
+    if not (wants_lineitem or wants_roster):
+        return
     try:
-        if placement is not None and ags_claim is not None:
+        web.keyring(now)
+        db.session.commit()  # the LMS must be able to see the key that signs for its services
+        if wants_lineitem and ags_claim is not None:
             ags.ensure_lineitem(db.session, placement, ags_claim.scopes, now, client_for(current_app))
             db.session.commit()
-        if placement is not None and accepted.roles & {"trainer", "hr"}:
+        if wants_roster:
             nrps.sync_if_stale(db.session, placement.context, now)
             db.session.commit()
     except (ServiceError, SQLAlchemyError) as error:

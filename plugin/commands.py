@@ -260,7 +260,7 @@ def outbox_retry(row_id: int | None, failed: bool) -> None:
 def roster_sync(platform_ref: str | None, context_id: int | None) -> None:
     """Fetch course rosters from the LMS now (every context with NRPS, or the ones chosen)."""
     from plugin.nrps import contexts_to_sync, sync_roster
-    from plugin.service_tokens import ServiceError, client_for
+    from plugin.service_tokens import ServiceError, client_for, ensure_signing_key
 
     try:
         platform_id = get_platform(db.session, platform_ref).id if platform_ref else None
@@ -270,6 +270,8 @@ def roster_sync(platform_ref: str | None, context_id: int | None) -> None:
     if not contexts:
         raise click.ClickException("No course with an LMS roster service (NRPS) matches; launch from the LMS first.")
     client, failures = client_for(current_app), 0
+    ensure_signing_key(db.session, client, utcnow())
+    db.session.commit()
     for context in contexts:
         label = f"context {context.id} ({context.title or context.lms_context_id})"
         try:

@@ -46,7 +46,14 @@ from sqlalchemy.orm import Session, aliased
 from course.database import db, utcnow
 from course.models import GradeOutbox, Platform, User
 from plugin import ags
-from plugin.service_tokens import ServiceClient, ServiceError, access_token, client_for, forget_token
+from plugin.service_tokens import (
+    ServiceClient,
+    ServiceError,
+    access_token,
+    client_for,
+    ensure_signing_key,
+    forget_token,
+)
 
 LEASE = timedelta(minutes=2)
 BACKOFF_BASE = timedelta(seconds=30)
@@ -231,6 +238,9 @@ def run_once(
     client = client or client_for(app)
     report = RunReport()
     sessions = sessions or db.state(app).sessions
+    with sessions() as session:
+        ensure_signing_key(session, client, clock())
+        session.commit()
     for _ in range(limit):
         if stop is not None and stop.is_set():
             break

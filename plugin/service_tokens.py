@@ -81,6 +81,11 @@ def client_for(app: Flask, **limits: float) -> ServiceClient:
     )
 
 
+def ensure_signing_key(session: Session, client: ServiceClient, now: datetime) -> None:
+    """Make the tool's first key if there is none; callers commit before calling the LMS."""
+    KeyringStore(session, client.secret_key).ensure(now)
+
+
 def scope_key(scopes: list[str] | tuple[str, ...] | set[str]) -> str:
     """The cache key of a set of scopes: sorted, space separated (the form OAuth2 sends)."""
     return " ".join(sorted(set(scopes)))
@@ -135,7 +140,12 @@ def request_token(
     """Ask the platform's token endpoint for a token; returns it and its lifetime."""
     url = platform.auth_token_url
     audience = platform.auth_token_audience or url
-    assertion = client_assertion(platform.client_id, audience, keys.ensure(now), now)
+    keyring = keys.load()
+    if not any(key.may_sign(now) for key in keyring.keys):
+        # A key made here would be uncommitted while the LMS checks the assertion against
+        # /lti/jwks, so it could not verify it: the caller makes keys and commits first.
+        raise TokenError("Rebound has no signing key yet; `rebound keys list` makes the first one.")
+    assertion = client_assertion(platform.client_id, audience, keyring, now)
     response = service_request(
         client,
         "POST",

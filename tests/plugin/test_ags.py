@@ -13,7 +13,7 @@ from course.database import db
 from course.models import Context, Placement, Platform
 from plugin import ags
 from plugin import claims as c
-from plugin.service_tokens import ServiceClient, ServiceError, client_for
+from plugin.service_tokens import ServiceClient, ServiceError, client_for, ensure_signing_key
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 LINEITEMS = "https://lms.example.edu/api/lti/courses/7/line_items?type_id=3"
@@ -21,7 +21,9 @@ LINEITEMS = "https://lms.example.edu/api/lti/courses/7/line_items?type_id=3"
 
 @pytest.fixture
 def services(app: Flask) -> ServiceClient:
-    return client_for(app)
+    client = client_for(app)
+    ensure_signing_key(db.session, client, NOW)
+    return client
 
 
 @pytest.fixture

@@ -105,6 +105,7 @@ def _placement(course: str) -> Placement:
 def _token(app: Flask, *scopes: str) -> str:
     platform = db.session.scalar(select(Platform).where(Platform.issuer == LMS["issuer"]))
     assert platform is not None
+    web.keyring(utcnow())
     return access_token(db.session, platform, list(scopes), utcnow(), client_for(app))
 
 

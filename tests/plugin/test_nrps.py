@@ -18,7 +18,7 @@ from course.database import db
 from course.models import Context, Platform, RosterMember
 from plugin import claims as c
 from plugin import nrps
-from plugin.service_tokens import ServiceClient, ServiceError, client_for
+from plugin.service_tokens import ServiceClient, ServiceError, client_for, ensure_signing_key
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 MEMBERSHIPS = "https://lms.example.edu/api/lti/courses/7/names_and_roles"
@@ -44,7 +44,9 @@ def page(members: list[dict[str, Any]], **links: str) -> dict[str, Any]:
 
 @pytest.fixture
 def services(app: Flask) -> ServiceClient:
-    return client_for(app)
+    client = client_for(app)
+    ensure_signing_key(db.session, client, NOW)
+    return client
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from plugin.service_tokens import (
     TokenError,
     access_token,
     client_for,
+    ensure_signing_key,
     forget_token,
 )
 from plugin.stores import KeyringStore
@@ -33,7 +34,9 @@ SCORE = [c.SCOPE_AGS_SCORE]
 
 @pytest.fixture
 def services(app: Flask) -> ServiceClient:
-    return client_for(app)
+    client = client_for(app)
+    ensure_signing_key(db.session, client, NOW)
+    return client
 
 
 @pytest.fixture
@@ -206,8 +209,16 @@ def test_a_redirect_is_not_followed(platform: Platform, services: ServiceClient)
     assert len(responses.calls) == 1
 
 
-def test_a_plain_http_token_url_is_refused_in_production(platform: Platform) -> None:
+def test_a_plain_http_token_url_is_refused_in_production(platform: Platform, services: ServiceClient) -> None:
     platform.auth_token_url = "http://lms.example.edu/token"
-    production = ServiceClient(http=requests.Session(), secret_key="x" * 40, allow_http=False)
+    production = ServiceClient(http=requests.Session(), secret_key=services.secret_key, allow_http=False)
     with pytest.raises(TokenError, match="must use https"):
         access_token(db.session, platform, SCORE, NOW, production)
+
+
+@responses.activate
+def test_no_token_is_asked_for_before_the_tool_has_a_key_the_lms_can_see(app: Flask, platform: Platform) -> None:
+    # A key made in the same transaction would be invisible to the LMS checking /lti/jwks.
+    with pytest.raises(TokenError, match="no signing key yet"):
+        access_token(db.session, platform, SCORE, NOW, client_for(app))
+    assert len(responses.calls) == 0
