@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -427,3 +434,32 @@ def test_two_workers_at_once_never_send_the_same_row(
     assert sent == sorted(f"learner-{n}" for n in range(40))
     with state.sessions() as session:
         assert set(session.scalars(select(GradeOutbox.status))) == {"sent"}
+
+
+def test_serve_with_worker_runs_the_worker_beside_gunicorn_and_stops_it_on_sigterm(tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REBOUND_")}
+    env["REBOUND_DATA_DIR"] = str(tmp_path / "instance")
+    server = subprocess.Popen(
+        [sys.executable, "-c", "from course.cli import main; main()", "serve", "--port", str(port), "--workers", "1",
+         "--with-worker"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    output = ""
+    try:
+        assert server.stdout is not None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and "outbox worker started" not in output:
+            output += server.stdout.readline()
+        assert "grade worker running (pid" in output and "outbox worker started" in output
+        server.send_signal(signal.SIGTERM)
+        rest, _ = server.communicate(timeout=60)
+        output += rest
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+    assert "outbox worker stopped" in output
+    assert server.returncode == 0
