@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench bench-export clean
+.PHONY: run test lint bench bench-export load clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,21 @@ lint: $(STAMP)
 # HR export: CSV, XLSX and JSON beside PostgreSQL's COPY, 100,000 and 1,000,000 rows.
 bench-export: $(STAMP)
 	$(BIN)/python bench/export_bench.py
+
+# Launch and case-step benchmarks, and the deadline-day load test (README, "Benchmarks").
+# They need PostgreSQL at 127.0.0.1:5432 and install the `bench` extra themselves.
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): $(STAMP) setup.cfg
+	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[test,bench]"
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m bench.launch_bench
+	$(BIN)/python -m bench.case_step_bench
+
+load: $(BENCH_STAMP)
+	$(BIN)/python -m bench.load_test
 
 clean:
 	rm -rf $(VENV) .pytest_cache
