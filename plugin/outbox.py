@@ -15,7 +15,7 @@ Rows are queued only by `course.grades.queue_grade`. Delivery rules:
   403, token-endpoint failures and malformed answers are retried with exponential backoff
   and jitter (30 s doubling to at most 1 h, honouring Retry-After), for as long as it takes:
   a row is never dropped. Each attempt's error is kept in `last_error`.
-* **Permanent refusals** — 400 (malformed), 404/410 (line item gone or learner not in the
+* **Permanent refusals** of the score itself — 400 (malformed), 404/410 (line item gone or learner not in the
   course), 405, 413, 415, 422 (Canvas: user not in the course) — can never succeed as they
   are: the row is marked `failed` with the LMS's answer, shown by `rebound outbox status`,
   and `rebound outbox retry` queues it again once the cause is fixed.
@@ -49,6 +49,7 @@ from plugin import ags
 from plugin.service_tokens import (
     ServiceClient,
     ServiceError,
+    TokenError,
     access_token,
     client_for,
     ensure_signing_key,
@@ -181,7 +182,9 @@ def _record_failure(
         _supersede_older(session, row, now)
         logger.info("grade already held by the LMS (409)", extra=extra)
         return "superseded"
-    if error.status in PERMANENT_STATUSES:
+    # A token endpoint's 400 (invalid_client, invalid_scope) is a registration problem an
+    # administrator can fix: the grade itself is fine, so it waits and is retried.
+    if error.status in PERMANENT_STATUSES and not isinstance(error, TokenError):
         _finish(session, row, status="failed", last_error=message)
         logger.warning("grade refused by the LMS", extra=extra)
         return "failed"

@@ -313,6 +313,19 @@ def test_a_permanent_refusal_is_marked_failed_with_the_lms_answer_and_not_retrie
     assert f"HTTP {status}: User not found in course" in (row.last_error or "")
 
 
+def test_a_token_endpoint_refusal_is_retried_not_failed_the_registration_can_be_fixed(
+    app: Flask, placement: Placement, lms: ScriptedLms
+) -> None:
+    grade(placement, learner(placement, "ada"), "ada-done", 7)
+    lms.token_script = [(400, json.dumps({"error": "invalid_scope"}))]
+    clock = Clock()
+    assert run(app, clock).outcomes == {"retry": 1}
+    (row,) = rows()
+    assert row.status == "pending" and "HTTP 400: invalid_scope" in (row.last_error or "")
+    clock.advance(timedelta(minutes=1))
+    assert run(app, clock).outcomes == {"sent": 1}
+
+
 def test_a_409_means_the_lms_already_holds_this_or_a_newer_score(
     app: Flask, placement: Placement, lms: ScriptedLms
 ) -> None:
