@@ -146,12 +146,13 @@ def ensure_lineitem(
 
 
 def _existing_lineitem(response: Any, resource_link_id: str) -> str | None:
+    # A garbled answer must not pass for "none yet": that would create a duplicate line item.
     try:
         items = response.json()
     except ValueError:
-        return None
+        raise ServiceError(f"The line items service at {response.url} answered with something not JSON.") from None
     if not isinstance(items, list):
-        return None
+        raise ServiceError(f"The line items service at {response.url} answered with JSON that is not a list.")
     # Platforms that ignore the query's filters list every line item: check them here too.
     urls = [
         item.get("id")

@@ -166,6 +166,19 @@ def test_no_line_item_is_created_without_the_lineitem_scope_or_when_one_exists(
     assert len(responses.calls) == 0
 
 
+@pytest.mark.parametrize(("body", "problem"), [("<html>", "not JSON"), ('{"items": []}', "not a list")])
+@responses.activate
+def test_a_malformed_line_items_answer_is_a_clear_error_and_creates_nothing(
+    placement: Placement, services: ServiceClient, body: str, problem: str
+) -> None:
+    token_for(placement)
+    responses.get("https://lms.example.edu/api/lti/courses/7/line_items", body=body, content_type="application/json")
+    with pytest.raises(ServiceError, match=problem):
+        ags.ensure_lineitem(db.session, placement, [c.SCOPE_AGS_LINEITEM], NOW, services)
+    assert placement.lineitem_url is None
+    assert [call.request.method for call in responses.calls] == ["POST", "GET"]  # no line item was created
+
+
 @responses.activate
 def test_a_created_line_item_without_an_id_is_a_clear_error_and_stores_nothing(
     placement: Placement, services: ServiceClient
