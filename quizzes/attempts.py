@@ -83,7 +83,18 @@ def start_attempt(
     session: Session, *, user_id: int, placement_id: int, slug: str, version: ContentVersion, case: Case,
     restart: bool, now: datetime,
 ) -> CaseAttempt:
-    """Resume the active attempt, or start the next one where the case's rules allow it."""
+    """Resume the active attempt, or start the next one where the case's rules allow it.
+
+    Starts by locking the learner's attempts at the case, as `lock_attempt` does one attempt:
+    on SQLite that waits for the write lock even when there is no attempt yet; on PostgreSQL a
+    first start has no row to lock, and the unique attempt number settles a race instead.
+    """
+    session.execute(
+        update(CaseAttempt)
+        .where(CaseAttempt.user_id == user_id, CaseAttempt.placement_id == placement_id, CaseAttempt.case_slug == slug)
+        .values(status=CaseAttempt.status)
+        .execution_options(synchronize_session=False)
+    )
     attempts = attempts_of(session, user_id=user_id, placement_id=placement_id, slug=slug)
     active = next((a for a in attempts if a.status == "active"), None)
     if active is not None and not restart:
@@ -103,13 +114,14 @@ def start_attempt(
         number=(attempts[-1].number + 1) if attempts else 1, status="active", current_node=case.start,
         started_at=now, last_step_at=now, score=0, percent=None, passed=None,
     )
-    session.add(attempt)
     try:
+        # Added inside the savepoint: begin_nested() flushes what is pending before it starts.
         with session.begin_nested():
+            session.add(attempt)
             session.flush()
     except IntegrityError:
-        # Two tabs started at once; the other one's attempt is this learner's attempt.
-        session.expunge(attempt)
+        # Two tabs started at once; the other one's attempt is this learner's attempt. (Rolling
+        # back the savepoint already took the unsaved attempt out of the session.)
         return attempts_of(session, user_id=user_id, placement_id=placement_id, slug=slug)[-1]
     return attempt
 

@@ -110,6 +110,7 @@ def start(placement_id: int, slug: str) -> WerkzeugResponse | tuple[str, int]:
     version, case = _case_or_404(placement, slug)
     if not StepForm().validate_on_submit():
         abort_with(400, "This form's security token was missing or expired. Reload the page and try again.")
+    db.session.commit()  # as in submit: the lock comes first in the transaction that writes
     try:
         attempt = start_attempt(
             db.session, user_id=current_user.id, placement_id=placement.id, slug=slug, version=version, case=case,

@@ -158,31 +158,23 @@ def _launched_browser(fresh: Flask) -> tuple[FlaskClient, int]:
     return double.client, placement_id
 
 
-def test_fifty_simultaneous_submissions_of_one_step_record_it_exactly_once(
-    app_factory: Callable[..., Flask], empty_database_url: str, backend: str
-) -> None:
-    """Real threads, each request with its own session and connection, on committed data.
-
-    On PostgreSQL the answers wait for each other on the attempt's row lock. SQLite has one
-    writer at a time: each answer takes the database's write lock before it reads, so they
-    run one after another (waiting up to the busy timeout) and never act on a stale read.
-    """
-    engine = make_engine(empty_database_url)
+def _committing_app(app_factory: Callable[..., Flask], url: str) -> Flask:
+    """An app on a new database of its own whose requests really commit, as in production."""
+    engine = make_engine(url)
     migrate.upgrade(engine)
     engine.dispose()
-    fresh = app_factory(DATABASE_URL=empty_database_url)
-    # Enough connections for every request to be in the database at once.
+    fresh = app_factory(DATABASE_URL=url)
+    # Enough connections for many requests to be in the database at once.
     db.state(fresh).engine.dispose()
-    wide = make_engine(empty_database_url, pool_size=25, max_overflow=0, pool_timeout=60)
+    wide = make_engine(url, pool_size=25, max_overflow=0, pool_timeout=60)
     fresh.extensions["rebound.db"] = DatabaseState(engine=wide, sessions=sessionmaker(wide, expire_on_commit=False))
+    return fresh
 
-    browser, placement_id = _launched_browser(fresh)
-    url = _start(browser, placement_id)
-    form = _form(browser.get(url).get_data(as_text=True), "reply-now")
+
+def _all_at_once(fresh: Flask, browser: FlaskClient, count: int, url: str, form: dict[str, str]) -> list[int]:
+    """Post the same form from `count` threads released together, as one learner's browser; the statuses."""
     cookie = browser.get_cookie("rebound_session")
     assert cookie is not None
-
-    count = 50
     ready = threading.Barrier(count)
     statuses: list[int] = []
     failures: list[BaseException] = []
@@ -192,7 +184,7 @@ def test_fifty_simultaneous_submissions_of_one_step_record_it_exactly_once(
         client.set_cookie("rebound_session", cookie.value, domain=cookie.domain)
         try:
             ready.wait()
-            statuses.append(client.post(f"{url}/answer", data=form).status_code)
+            statuses.append(client.post(url, data=form).status_code)
         except BaseException as error:  # reported below, with the others
             failures.append(error)
 
@@ -202,7 +194,25 @@ def test_fifty_simultaneous_submissions_of_one_step_record_it_exactly_once(
     for thread in threads:
         thread.join(timeout=120)
     assert not failures, failures
-    assert statuses == [303] * count, sorted(statuses)
+    return statuses
+
+
+def test_fifty_simultaneous_submissions_of_one_step_record_it_exactly_once(
+    app_factory: Callable[..., Flask], empty_database_url: str, backend: str
+) -> None:
+    """Real threads, each request with its own session and connection, on committed data.
+
+    On PostgreSQL the answers wait for each other on the attempt's row lock. SQLite has one
+    writer at a time: each answer takes the database's write lock before it reads, so they
+    run one after another (waiting up to the busy timeout) and never act on a stale read.
+    """
+    fresh = _committing_app(app_factory, empty_database_url)
+    browser, placement_id = _launched_browser(fresh)
+    url = _start(browser, placement_id)
+    form = _form(browser.get(url).get_data(as_text=True), "reply-now")
+
+    statuses = _all_at_once(fresh, browser, 50, f"{url}/answer", form)
+    assert statuses == [303] * 50, sorted(statuses)
     with fresh.app_context():
         steps = db.session.scalars(select(CaseStep)).all()
         assert [(s.position, s.node_id, s.choice_id) for s in steps] == [(1, "first-post", "reply-now")]
@@ -243,3 +253,16 @@ def test_a_case_without_back_restart_or_more_attempts_refuses_them_clearly_and_r
     attempts = db.session.scalars(select(CaseAttempt)).all()
     assert [a.status for a in attempts] == ["ended"]
     assert not db.session.scalars(select(CaseStep).where(CaseStep.withdrawn)).all()
+
+
+def test_simultaneous_starts_of_a_case_make_one_attempt(
+    app_factory: Callable[..., Flask], empty_database_url: str
+) -> None:
+    """A double (or triple) click on "Start" from one browser: one attempt, and no error page."""
+    fresh = _committing_app(app_factory, empty_database_url)
+    browser, placement_id = _launched_browser(fresh)
+    intro = browser.get(f"/p/{placement_id}/cases/{CASE}").get_data(as_text=True)
+    statuses = _all_at_once(fresh, browser, 10, f"/p/{placement_id}/cases/{CASE}/start", {"csrf_token": csrf_token_from(intro)})
+    assert statuses == [303] * 10, sorted(statuses)
+    with fresh.app_context():
+        assert [a.number for a in db.session.scalars(select(CaseAttempt))] == [1]
