@@ -65,9 +65,11 @@ def chromium() -> Any:
     if not AXE_JS.exists():
         _unavailable(f"{AXE_JS} is missing: run `npm ci` in tests/browser (make test does it)")
     try:
-        from playwright.sync_api import sync_playwright
+        from playwright.sync_api import expect, sync_playwright
     except ImportError:
         _unavailable("Playwright is not installed: pip install -e '.[test]'")
+    # A 2-core machine running other tests beside these: give pages time, not flakiness.
+    expect.set_options(timeout=15_000)
     with sync_playwright() as playwright:
         yield playwright.chromium
 
@@ -115,7 +117,8 @@ def _server_environment(data_dir: Path, database_url: str, base_url: str) -> dic
 
 
 def start_rebound(
-    name: str, data_dir: Path, database_url: str, *, base_port: int | None = None, workers: int = 2
+    name: str, data_dir: Path, database_url: str, *, base_port: int | None = None, workers: int = 2,
+    with_worker: bool = True,
 ) -> Rebound:
     """Start `rebound serve` on a free loopback port and wait for /readyz.
 
@@ -130,7 +133,8 @@ def start_rebound(
         env = _server_environment(data_dir, database_url, f"http://127.0.0.1:{base_port or port}")
         with log.open("wb") as out:
             process = subprocess.Popen(
-                [rebound, "serve", "--port", str(port), "--workers", str(workers), "--threads", "4"],
+                [rebound, "serve", "--port", str(port), "--workers", str(workers), "--threads", "4",
+                 *(["--with-worker"] if with_worker else [])],
                 cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
             )
         server = Rebound(port, process, log)
@@ -164,10 +168,11 @@ def stop_rebound(server: Rebound) -> None:
 
 
 @pytest.fixture(scope="session")
-def rebound(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rebound]:
-    """Rebound in development mode (so the development LMS exists) on a new SQLite database."""
+def rebound(tmp_path_factory: pytest.TempPathFactory, databases: Any) -> Iterator[Rebound]:
+    """Rebound in development mode (so the development LMS exists) with its grade worker, on a
+    new PostgreSQL database: several processes write at once here, as in production."""
     data_dir = tmp_path_factory.mktemp("rebound-browser")
-    server = start_rebound("browser-server", data_dir, f"sqlite:///{data_dir / 'rebound.sqlite3'}")
+    server = start_rebound("browser-server", data_dir, databases.new_url("postgresql"))
     yield server
     stop_rebound(server)
 

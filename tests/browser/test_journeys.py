@@ -7,11 +7,14 @@ is checked with axe-core; screenshots go to tests/artifacts/screenshots/.
 
 from __future__ import annotations
 
+import csv
 import re
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import openpyxl
 import pytest
 from playwright.sync_api import Frame, Page, expect
 
@@ -33,6 +36,7 @@ FRAME = "rebound-frame"
 CASE = "airline-angry-passenger"
 CASE_TITLE = "The passenger with a million followers"
 MAX_CASE_STEPS = 20
+GRADE_WAIT_SECONDS = 30  # the grade worker looks at its outbox every few seconds
 ACME = "Social media at Acme (Rebound: social media mistakes)"
 ONBOARDING = "New starter onboarding (Rebound (onboarding))"
 
@@ -109,6 +113,19 @@ def read_two_lessons(view: View, check: Check, shot: Shot, page: Page, name: str
     expect(view.get_by_role("link", name="Continue where you left off")).to_be_visible()
 
 
+def play_to_an_ending(view: View, choose: Callable[[int], Any], after_step: Callable[[int], None] | None = None) -> None:
+    """Answer with `choose(step)` (a button) until the debrief; `after_step` looks at each page."""
+    for step in range(MAX_CASE_STEPS):
+        with view.expect_navigation():
+            choose(step).click()
+        expect(view.get_by_role("heading", name="What happened next")).to_be_visible()
+        if view.get_by_role("heading", level=1, name=re.compile("^Debrief")).count():
+            return
+        if after_step:
+            after_step(step)
+    raise AssertionError(f"no ending after {MAX_CASE_STEPS} choices")
+
+
 def play_case_to_its_debrief(view: View, check: Check, shot: Shot, page: Page, name: str) -> None:
     """From the course home: open a case, answer until an ending, read the debrief."""
     view.get_by_role("link", name=CASE_TITLE).click()
@@ -118,16 +135,8 @@ def play_case_to_its_debrief(view: View, check: Check, shot: Shot, page: Page, n
     expect(view.get_by_role("group", name="What do you do?")).to_be_visible()
     check(view, "case step")
     shot(page, f"{name}-case-step")
-    for step in range(MAX_CASE_STEPS):
-        with view.expect_navigation():
-            view.locator("button.choice").first.click()
-        expect(view.get_by_role("heading", name="What happened next")).to_be_visible()
-        if view.get_by_role("heading", level=1, name=re.compile("^Debrief")).count():
-            break
-        if step == 0:
-            check(view, "case step after a choice")
-    else:
-        raise AssertionError(f"no ending after {MAX_CASE_STEPS} choices")
+    first_step_only = lambda step: check(view, "case step after a choice") if step == 0 else None  # noqa: E731
+    play_to_an_ending(view, lambda _: view.locator("button.choice").first, first_step_only)
     expect(view.get_by_role("heading", name="Your path")).to_be_visible()
     expect(view.get_by_text(re.compile(r"Score \d+% \(pass mark 60%\)"))).to_be_visible()
     check(view, "debrief")
@@ -137,10 +146,70 @@ def play_case_to_its_debrief(view: View, check: Check, shot: Shot, page: Page, n
     expect(case_row).not_to_contain_text("Not started")
 
 
+BETTER_PATH = """() => {
+    const heading = document.getElementById("better-title");
+    if (!heading) return [];
+    return [...heading.closest("section").querySelectorAll("ol.path > li")].slice(0, -1).map(li => {
+        const choice = li.cloneNode(true);
+        choice.querySelector("strong").remove();
+        choice.querySelector("details")?.remove();
+        return choice.textContent.replace(/^\\s*—\\s*/, "").replace(/\\s+/g, " ").trim();
+    });
+}"""
+
+
+def pass_every_case(view: View) -> None:
+    """Play each case of the course home; where the debrief shows a better path, replay it."""
+    titles = [link.inner_text() for link in view.locator("a[href*='/cases/']").all()]
+    assert len(titles) == 5, titles
+    for title in titles:
+        view.get_by_role("link", name=title, exact=True).click()
+        start = view.get_by_role("button", name=re.compile("^(Start the case|Try again)$"))
+        start.click()
+        play_to_an_ending(view, lambda _: view.locator("button.choice").first)
+        better = view.evaluate(BETTER_PATH)
+        if better:
+            view.get_by_role("button", name="Try again").click()
+            play_to_an_ending(view, lambda step: view.locator("button.choice", has_text=better[step]))  # noqa: B023
+        expect(view.locator(".outcome")).to_contain_text("Passed")
+        view.get_by_role("link", name="Back to the course").click()
+
+
+def finish_every_lesson(view: View) -> None:
+    """Read on from where the learner left off until every lesson is marked complete."""
+    view.get_by_role("link", name="Continue where you left off").click()
+    expect(view.get_by_role("navigation", name="Breadcrumb")).to_contain_text("Lesson 3 of 9")
+    mark = view.get_by_role("button", name=re.compile("^Mark as complete"))
+    for _ in range(9):
+        if not mark.count():
+            break
+        with view.expect_navigation():
+            mark.click()
+    # The last lesson's button leads back to the course home.
+    expect(view.get_by_text("Lessons completed: 9 of 9")).to_be_visible()
+
+
+def gradebook_score(page: Page, lms: Rebound, *, course: str, person: str) -> str:
+    """The development LMS gradebook's cell for `person` in `course`, once the worker sent it."""
+    page.goto(lms.lms + "gradebook")
+    cell = (
+        page.get_by_role("region", name=course)
+        .get_by_role("row", name=re.compile(person))
+        .get_by_role("cell")
+        .first
+    )
+    for _ in range(GRADE_WAIT_SECONDS):
+        if "Completed" in cell.inner_text():
+            return cell.inner_text()
+        page.wait_for_timeout(1000)
+        page.reload()
+    raise AssertionError(f"no completed score for {person} in {course}: {cell.inner_text()}")
+
+
 # --- journeys --------------------------------------------------------------------------------
 
 
-def test_learner_launches_in_the_lms_frame_reads_lessons_and_plays_a_case_to_its_debrief(
+def test_learner_launches_in_the_lms_frame_completes_the_course_and_the_lms_gradebook_shows_the_score(
     lms: Rebound, open_browser: OpenBrowser, check_accessibility: Check, screenshot: Shot
 ) -> None:
     page = open_browser().new_page()
@@ -150,6 +219,27 @@ def test_learner_launches_in_the_lms_frame_reads_lessons_and_plays_a_case_to_its
     check_accessibility(page, "development LMS")
     read_two_lessons(frame, check_accessibility, screenshot, page, "learner")
     play_case_to_its_debrief(frame, check_accessibility, screenshot, page, "learner")
+
+    finish_every_lesson(frame)
+    pass_every_case(frame)
+    # The last case passed meets the completion rule: the record is made then, without a click.
+    status = frame.get_by_role("heading", name=re.compile("^Your status"))
+    expect(status).to_have_text("Your status: Passed")
+    completed = frame.get_by_text(re.compile(r"^Completed on .* with (\d+)%"))
+    expect(completed).to_be_visible()
+    percent = re.search(r"with (\d+)%", completed.inner_text()).group(1)  # type: ignore[union-attr]
+    check_accessibility(frame, "course home, completed")
+    screenshot(page, "learner-completed")
+
+    frame.get_by_role("link", name="Your completion record and certificate").click()
+    expect(frame.get_by_role("heading", level=1)).to_contain_text("ompletion")
+    check_accessibility(frame, "completion record")
+
+    cell = gradebook_score(page, lms, course="Social media at Acme", person="Lena Learner")
+    assert cell.startswith(f"{percent} / 100"), cell
+    assert "Completed, FullyGraded" in cell
+    check_accessibility(page, "development LMS gradebook")
+    screenshot(page, "lms-gradebook")
 
 
 def test_learner_completes_the_journey_while_chromium_blocks_third_party_cookies(
@@ -322,3 +412,49 @@ def test_trainer_edits_and_publishes_a_lesson_and_sees_a_case_as_a_graph(
     expect(frame.get_by_role("heading", level=1, name=re.compile("nalytics"))).to_be_visible()
     check_accessibility(frame, "case analytics")
     screenshot(page, "case-analytics")
+
+
+# --- HR ---------------------------------------------------------------------------------------
+
+
+def test_hr_downloads_the_completion_export_and_the_files_open(
+    lms: Rebound, open_browser: OpenBrowser, check_accessibility: Check, screenshot: Shot, tmp_path: Path
+) -> None:
+    page = open_browser().new_page()
+    frame = launch(page, lms, person="hana", course=ONBOARDING)
+    expect(frame.get_by_role("heading", level=1, name="Rebound (onboarding)")).to_be_visible()
+    # Hana is also enrolled as a learner: her own progress is what the export must show.
+    frame.get_by_role("link", name="Start the course").click()
+    frame.get_by_role("button", name="Mark as complete and continue").click()
+    expect(frame.get_by_role("heading", level=1, name="Spotting a mistake fast")).to_be_visible()
+
+    frame.get_by_role("navigation", name="Staff").get_by_role("link", name="Exports").click()
+    expect(frame.get_by_role("heading", level=1, name="Completion export")).to_be_visible()
+    check_accessibility(frame, "HR export")
+    frame.get_by_label("Course").select_option(label="New starter onboarding (acme-onboarding)")
+    frame.get_by_role("button", name="Preview").click()
+    preview = frame.get_by_role("region", name="Preview")
+    expect(preview.get_by_role("row", name=re.compile("Hana Hughes"))).to_contain_text("in progress")
+    check_accessibility(frame, "HR export with a preview")
+    screenshot(page, "hr-export", frame.get_by_role("heading", level=1))
+
+    with page.expect_download() as csv_download:
+        frame.get_by_role("button", name="CSV").click()
+    csv_path = tmp_path / csv_download.value.suggested_filename
+    csv_download.value.save_as(csv_path)
+    assert csv_path.suffix == ".csv"
+    with csv_path.open(encoding="utf-8-sig", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    hana = [row for row in rows if "Hana" in " ".join(row.values())]
+    assert len(hana) == 1, rows
+    assert "in progress" in hana[0].values()
+
+    with page.expect_download() as xlsx_download:
+        frame.get_by_role("button", name="XLSX").click()
+    xlsx_path = tmp_path / xlsx_download.value.suggested_filename
+    xlsx_download.value.save_as(xlsx_path)
+    sheet = openpyxl.load_workbook(xlsx_path, read_only=True).active
+    assert sheet is not None
+    cells = [[str(value) for value in row if value is not None] for row in sheet.iter_rows(values_only=True)]
+    assert len(cells) == len(rows) + 1  # the header, then the same rows as the CSV
+    assert any("Hana Hughes" in row and "in progress" in row for row in cells)
