@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, redirect, render_template, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
+from sqlalchemy import update
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from course.access import allow, placement_or_404
@@ -12,6 +13,7 @@ from course.completion import evaluate
 from course.completion_views import home_panel
 from course.database import db, utcnow
 from course.errors import abort_with
+from course.models import LessonProgress
 from course.progress import complete_lesson, heartbeat, lesson_statuses, open_lesson, resume_point
 from lessons.outline import in_scope, lessons_for, outline
 from lessons.render import render_markdown
@@ -65,6 +67,9 @@ def lesson(placement_id: int, slug: str) -> str:
     if index is None:
         abort_with(404, "That lesson isn't part of this course, or it isn't published yet.")
     entry = lessons[index]
+    # End the reading transaction: on SQLite a write after reads fails when another request wrote
+    # in between ("database is locked"), while a transaction that starts with it waits its turn.
+    db.session.commit()
     progress = open_lesson(
         db.session, user_id=current_user.id, placement_id=placement.id, slug=slug, version_id=entry.version.id,
         now=utcnow(),
@@ -98,6 +103,14 @@ def complete(placement_id: int, slug: str) -> WerkzeugResponse:
         abort_with(404, "That lesson isn't part of this course.")
     if not CompleteForm().validate_on_submit():
         abort_with(400, "This form's security token was missing or expired. Reload the page and try again.")
+    db.session.commit()  # as in `lesson`: the transaction that writes starts with a write (a no-op lock)
+    db.session.execute(
+        update(LessonProgress)
+        .where(LessonProgress.user_id == current_user.id, LessonProgress.placement_id == placement.id,
+               LessonProgress.lesson_slug == slug)
+        .values(seconds_spent=LessonProgress.seconds_spent)
+        .execution_options(synchronize_session=False)
+    )
     complete_lesson(
         db.session, user_id=current_user.id, placement_id=placement.id, slug=slug, version_id=entry.version.id,
         now=utcnow(),

@@ -209,3 +209,52 @@ def test_another_tenants_lesson_cannot_be_opened_by_url(launch_as: Callable[...,
     for url in (f"/p/{placement.id}/", f"/p/{placement.id}/lessons/own-acme-only", f"/p/{placement.id}/progress.json"):
         response = outsider.get(url)  # not their placement: refused before anything of it is read
         assert response.status_code in (403, 404) and "Only for Acme." not in response.get_data(as_text=True), url
+
+
+def test_simultaneous_clicks_on_mark_complete_record_one_completion_and_no_error(
+    app_factory: Callable[..., Flask], empty_database_url: str
+) -> None:
+    """A double (or tenfold) click, each request on its own connection with real commits."""
+    from course.models import LessonProgress
+    from tests.quizzes.test_player_bad_input import _all_at_once, _committing_app, _launched_browser
+
+    fresh = _committing_app(app_factory, empty_database_url)
+    browser, placement_id = _launched_browser(fresh)
+    page = browser.get(f"/p/{placement_id}/lessons/{SLUG}").get_data(as_text=True)
+    statuses = _all_at_once(
+        fresh, browser, 10, f"/p/{placement_id}/lessons/{SLUG}/complete", {"csrf_token": csrf_token_from(page)}
+    )
+    assert statuses == [303] * 10, sorted(statuses)
+    with fresh.app_context():
+        rows = db.session.scalars(select(LessonProgress)).all()
+        assert len(rows) == 1 and rows[0].completed_at is not None
+
+
+def test_simultaneous_first_opens_of_a_lesson_make_one_progress_row(
+    app_factory: Callable[..., Flask], empty_database_url: str
+) -> None:
+    from course.models import LessonProgress
+    from tests.quizzes.test_player_bad_input import _committing_app, _launched_browser
+
+    fresh = _committing_app(app_factory, empty_database_url)
+    browser, placement_id = _launched_browser(fresh)
+    import threading
+
+    cookie = browser.get_cookie("rebound_session")
+    assert cookie is not None
+    ready, statuses = threading.Barrier(10), []
+
+    def open_it() -> None:
+        client = fresh.test_client()
+        client.set_cookie("rebound_session", cookie.value, domain=cookie.domain)
+        ready.wait()
+        statuses.append(client.get(f"/p/{placement_id}/lessons/{SLUG}").status_code)
+
+    threads = [threading.Thread(target=open_it) for _ in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert statuses == [200] * 10, sorted(statuses)
+    with fresh.app_context():
+        assert len(db.session.scalars(select(LessonProgress)).all()) == 1
