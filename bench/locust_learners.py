@@ -28,12 +28,13 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from locust import HttpUser, LoadTestShape, between, events, task
 
 from bench._common import CLIENT_ID, DEPLOYMENT_ID, ISSUER, LEARNER, csrf_token, percentile
+from bench.load_test import schedule
 
 KEY = load_pem_private_key(Path(os.environ["BENCH_PLATFORM_KEY"]).read_bytes(), password=None)
 KID = os.environ["BENCH_PLATFORM_KID"]
 STEPS = [int(n) for n in os.environ.get("BENCH_STEPS", "50,100").split(",")]
-STEP_SECONDS = float(os.environ.get("BENCH_STEP_SECONDS", "60"))
-SPAWN_RATE = float(os.environ.get("BENCH_SPAWN_RATE", "20"))
+STEP_SECONDS = float(os.environ.get("BENCH_STEP_SECONDS", "45"))
+SPAWN_RATE = float(os.environ.get("BENCH_SPAWN_RATE", "5"))
 THINK = (float(os.environ.get("BENCH_THINK_MIN", "5")), float(os.environ.get("BENCH_THINK_MAX", "15")))
 P99_LIMIT = float(os.environ.get("BENCH_P99_LIMIT_MS", "300"))
 RESULTS = os.environ.get("BENCH_RESULTS", "")
@@ -46,23 +47,30 @@ CHOICE = re.compile(r'name="choice" value="([^"]+)"')
 
 
 class Steps:
-    """Which user-count step is running, and the latencies measured in each once it is full."""
+    """The measured windows of the user-count steps, and the latencies measured in each."""
 
     def __init__(self) -> None:
-        self.index = -1
-        self.full_since = 0.0
+        self.windows = schedule(STEPS, SPAWN_RATE, STEP_SECONDS)
+        self.origin: float | None = None
         self.latencies: dict[int, list[float]] = {}
         self.failures: dict[int, int] = {}
-        self.started: dict[int, float] = {}
-        self.ended: dict[int, float] = {}
         self.stop = False
 
+    def window_at(self, elapsed: float) -> int | None:
+        for index, (begin, end) in enumerate(self.windows):
+            if begin <= elapsed < end:
+                return index
+        return None
+
     def record(self, milliseconds: float, failed: bool) -> None:
-        if self.index < 0 or time.monotonic() < self.full_since:
+        if self.origin is None:
+            return
+        index = self.window_at(time.monotonic() - self.origin)
+        if index is None:
             return
         if failed:
-            self.failures[self.index] = self.failures.get(self.index, 0) + 1
-        self.latencies.setdefault(self.index, []).append(milliseconds)
+            self.failures[index] = self.failures.get(index, 0) + 1
+        self.latencies.setdefault(index, []).append(milliseconds)
 
     def p99(self, index: int) -> float:
         values = self.latencies.get(index, [])
@@ -83,9 +91,9 @@ def _write_results(**_: Any) -> None:
         return
     rows = []
     for index, values in sorted(STATE.latencies.items()):
-        seconds = STATE.ended.get(index, time.monotonic()) - STATE.started[index]
+        begin, end = STATE.windows[index]
         rows.append({
-            "users": STEPS[index], "requests": len(values), "seconds": seconds,
+            "users": STEPS[index], "requests": len(values), "seconds": end - begin,
             "failures": STATE.failures.get(index, 0),
             "p50": percentile(values, 50), "p95": percentile(values, 95), "p99": percentile(values, 99),
         })
@@ -93,26 +101,18 @@ def _write_results(**_: Any) -> None:
 
 
 class DeadlineDay(LoadTestShape):
-    """Hold each user count for BENCH_STEP_SECONDS; stop after the step whose p99 crossed the limit."""
+    """Step the learner count up; stop after the step whose p99 crossed the limit, or the last."""
 
     def tick(self) -> tuple[int, float] | None:
-        elapsed = self.get_run_time()
-        index = int(elapsed // STEP_SECONDS)
-        if index != STATE.index:
-            if STATE.index >= 0:
-                STATE.ended[STATE.index] = time.monotonic()
-                if STATE.p99(STATE.index) > P99_LIMIT:
-                    STATE.stop = True
-            if STATE.stop or index >= len(STEPS):
-                return None
-            STATE.index = index
-            STATE.started[index] = time.monotonic()
-            growth = STEPS[index] - (STEPS[index - 1] if index else 0)
-            # Measure only once the step's learners have all arrived (and launched).
-            ramp = growth / SPAWN_RATE + 5
-            STATE.full_since = time.monotonic() + ramp
-            STATE.started[index] = STATE.full_since
-        return STEPS[index], SPAWN_RATE
+        if STATE.origin is None:
+            STATE.origin = time.monotonic()
+        elapsed = time.monotonic() - STATE.origin
+        for index, (_begin, end) in enumerate(STATE.windows):
+            if elapsed < end:
+                if index and STATE.p99(index - 1) > P99_LIMIT:
+                    return None
+                return STEPS[index], SPAWN_RATE
+        return None
 
 
 class Learner(HttpUser):

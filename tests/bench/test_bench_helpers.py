@@ -7,7 +7,7 @@ import math
 import pytest
 
 from bench import _common as b
-from bench.load_test import capacity, step_table
+from bench.load_test import capacity, schedule, step_table
 
 
 def test_percentile_interpolates_between_the_closest_ranks() -> None:
@@ -100,3 +100,8 @@ def test_urls_from_redirects_are_read_as_a_browser_would() -> None:
     assert b.query_of(location) == {"state": "s+1", "nonce": "n", "scope": "openid"}
     assert b.path_of("https://rebound.example/lti/landing?launch=t") == "/lti/landing?launch=t"
     assert b.path_of("/p/3/") == "/p/3/"
+
+
+def test_each_load_step_is_measured_only_once_its_learners_have_arrived_and_settled() -> None:
+    windows = schedule([25, 50, 100], spawn_rate=5, hold=45, settle=10)
+    assert windows == [(15.0, 60.0), (75.0, 120.0), (140.0, 185.0)]
