@@ -17,11 +17,12 @@ class ExportFilterForm(FlaskForm):
     platform = SelectField("Platform", choices=[SelectChoice("", "All platforms")], validate_choice=False)
     context = SelectField("Course (LMS context)", choices=[SelectChoice("", "All courses")], validate_choice=False)
     date_from = DateField(
-        "Completed or first opened from", validators=[Optional()], format="%Y-%m-%d",
+        "From (completed or first opened)", validators=[Optional()], format="%Y-%m-%d",
         description="YYYY-MM-DD, UTC; the first day included.",
     )
     date_to = DateField(
-        "to", validators=[Optional()], format="%Y-%m-%d", description="YYYY-MM-DD, UTC; the last day included."
+        "To (completed or first opened)", validators=[Optional()], format="%Y-%m-%d",
+        description="YYYY-MM-DD, UTC; the last day included.",
     )
     status = SelectField(
         "Status",
