@@ -47,7 +47,7 @@ def _grades() -> list[GradeOutbox]:
 
 def _settings_form(browser: FlaskClient, placement: Placement, **fields: Any) -> dict[str, Any]:
     page = browser.get(f"/p/{placement.id}/settings").get_data(as_text=True)
-    data: dict[str, Any] = {"csrf_token": csrf_token_from(page), "counted_cases": list(CASES), "pass_mark": "",
+    data: dict[str, Any] = {"csrf_token": csrf_token_from(page), "counted_cases": [c for c in CASES if c in page], "pass_mark": "",
                             "due_at": "", "recertify_after_days": "", "attestation": ""}
     data.update(fields)
     return data
@@ -266,3 +266,22 @@ def test_a_bad_record_number_is_a_clear_404(launch_as: Callable[..., Any]) -> No
     for wanted, words in (("abc", "record numbers are whole numbers"), ("7", "no record number 7")):
         response = learner.get(f"/p/{placement.id}/record?sequence={wanted}")
         assert response.status_code == 404 and words in response.get_data(as_text=True)
+
+
+def test_a_learner_who_meets_a_relaxed_rule_records_completion_from_the_home(launch_as: Callable[..., Any]) -> None:
+    learner, placement = launch_as(custom={"rebound_target": "module:own"})
+    for slug in ("own-taking-responsibility-in-public", LESSON, "own-owning-it-not-hiding"):
+        _complete_lesson(learner, placement, slug)
+    assert _records() == []  # the module's two cases still count
+    trainer, _ = launch_as(sub="trainer-1", role=INSTRUCTOR_ROLE)
+    assert "Completion settings for this placement" in trainer.get(f"/p/{placement.id}/").get_data(as_text=True)
+    saved = trainer.post(f"/p/{placement.id}/settings", data=_settings_form(trainer, placement, counted_cases=[]))
+    assert saved.status_code == 303
+    db.session.refresh(placement)
+    assert placement.settings == {"counted_cases": []}
+    home = learner.get(f"/p/{placement.id}/").get_data(as_text=True)
+    assert "Record my completion" in home
+    response = learner.post(f"/p/{placement.id}/completion", data={"csrf_token": csrf_token_from(home)})
+    assert response.status_code == 303
+    [record] = _records()
+    assert record.status == "completed" and record.score_percent is None
