@@ -450,6 +450,8 @@ def _facts_for(
             CompletionRecord.completed_at,
             CompletionRecord.valid_until,
             CompletionRecord.content_versions,
+            CompletionRecord.learner_name,
+            CompletionRecord.learner_email,
         )
         .where(CompletionRecord.user_id.in_(user_ids))
         # The latest record (highest sequence) is read last and wins.
@@ -499,8 +501,9 @@ def _row(
         resource_link_id=place.resource_link_id,
         placement_title=place.title,
         learner_id=sub,
-        name=name,
-        email=email,
+        # An LMS that sends no name at launch may have sent one when the record was made.
+        name=name or (record.learner_name if record is not None else None),
+        email=email or (record.learner_email if record is not None else None),
         status=status,
         due_at=iso(place.due_at),
         score_percent=score,

@@ -207,6 +207,17 @@ def test_the_latest_completion_record_counts_when_a_learner_retook_the_course(wo
     assert (row.completion_record_id, row.score_percent) == (latest.public_id, 95)
 
 
+def test_a_learner_the_lms_sent_no_name_for_shows_the_name_on_their_record(world: World) -> None:
+    placement = world.placement(world.context())
+    record = world.completes(world.learner("u-anon"), placement, at=NOW - timedelta(days=1))
+    record.learner_name, record.learner_email = "Named At Completion", "named@example.com"
+    db.session.flush()
+
+    [row] = rows_of(ExportFilters(platform_id=world.platform.id))
+
+    assert (row.name, row.email) == ("Named At Completion", "named@example.com")
+
+
 def test_roster_members_who_never_started_get_a_not_started_row(world: World) -> None:
     context = world.context()
     placement = world.placement(context)
