@@ -118,6 +118,7 @@ def edit(slug: str) -> WerkzeugResponse | tuple[str, int]:
         db.session.rollback()
         body_html = render_markdown(form.body.data or "")
         return _render_editor(form, slug, problems=problems, preview_html=body_html)
+    db.session.commit()  # the save's UPDATE starts its own transaction, so SQLite queues it (see quizzes/editor.py)
     try:
         if form.publish.data:
             if parsed is None:

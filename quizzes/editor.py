@@ -115,6 +115,9 @@ def edit(slug: str) -> WerkzeugResponse | tuple[str, int]:
     if parsed is not None and parsed.slug != slug:
         db.session.rollback()
         return _render(form, slug, status=422, extra=["The case id can't change here."])
+    # End the reading transaction, so the save's UPDATE is the first statement of its own: on
+    # SQLite a write after reads fails outright when another save got in between; this waits.
+    db.session.commit()
     try:
         save_draft(db.session, draft, text, expected_revision=revision, by=_author(), now=now)
         if form.publish.data:

@@ -258,3 +258,18 @@ def test_simultaneous_first_opens_of_a_lesson_make_one_progress_row(
     assert statuses == [200] * 10, sorted(statuses)
     with fresh.app_context():
         assert len(db.session.scalars(select(LessonProgress)).all()) == 1
+
+
+def test_simultaneous_saves_of_one_lesson_draft_let_one_through_and_refuse_the_rest_with_a_conflict(
+    app_factory: Callable[..., Flask], empty_database_url: str
+) -> None:
+    from tests.quizzes.test_player_bad_input import _all_at_once, _committing_app, _launched_browser
+
+    fresh = _committing_app(app_factory, empty_database_url)
+    trainer, _ = _launched_browser(fresh, role=INSTRUCTOR_ROLE)
+    form = _form(trainer.get(EDIT).get_data(as_text=True))
+    statuses = _all_at_once(fresh, trainer, 8, EDIT, {**form, "title": "Saved once", "save": "Save draft"})
+    assert sorted(statuses) == [200] + [409] * 7
+    with fresh.app_context():
+        draft = db.session.scalar(select(ContentDraft))
+        assert draft is not None and draft.revision == int(form["revision"]) + 1 and "Saved once" in draft.source

@@ -458,3 +458,22 @@ def test_through_the_development_lms_a_case_is_played_broken_fixed_published_and
     assert "3 attempt(s), 2 finished" in analytics and "reached 3 time(s)" in analytics
     rows = list(csv.reader(io.StringIO(theo.get(f"/trainer/cases/{SLUG}/analytics.csv").get_data(as_text=True).removeprefix("\ufeff"))))
     assert sorted(int(row[4]) for row in rows[1:] if row[0] == "first-post") == [0, 0, 1, 1]
+
+
+def test_simultaneous_saves_of_one_draft_let_one_through_and_refuse_the_rest_with_a_conflict(
+    app_factory: Callable[..., Flask], empty_database_url: str
+) -> None:
+    """The same revision saved from several requests at once, each with its own connection."""
+    from tests.quizzes.test_player_bad_input import _all_at_once, _committing_app, _launched_browser
+
+    fresh = _committing_app(app_factory, empty_database_url)
+    trainer, _ = _launched_browser(fresh, role=INSTRUCTOR_ROLE)
+    form = _open(trainer)
+    statuses = _all_at_once(
+        fresh, trainer, 8, EDIT, {**form, "source": form["source"] + "# saved once\n", "save": "Save draft"}
+    )
+    assert sorted(statuses) == [200] + [409] * 7
+    with fresh.app_context():
+        draft = db.session.scalar(select(ContentDraft))
+        assert draft is not None and draft.revision == int(form["revision"]) + 1
+        assert draft.source.endswith("# saved once\n")

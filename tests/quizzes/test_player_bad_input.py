@@ -135,8 +135,8 @@ def test_a_case_withdrawn_from_the_placement_mid_attempt_ends_the_attempt_gracef
     assert browser.get(f"/p/{placement.id}/cases/{CASE}").status_code == 404
 
 
-def _launched_browser(fresh: Flask) -> tuple[FlaskClient, int]:
-    """A learner launched into a fresh app through the real LTI path, with content imported."""
+def _launched_browser(fresh: Flask, role: str = LEARNER_ROLE) -> tuple[FlaskClient, int]:
+    """Someone launched into a fresh app through the real LTI path, with content imported."""
     from course.content import content_kinds, import_shipped
     from course.database import utcnow
     from course.models import Placement
@@ -151,7 +151,7 @@ def _launched_browser(fresh: Flask) -> tuple[FlaskClient, int]:
         double.jwks_documents[JWKS_URL] = platform_jwks()
         fresh.extensions["rebound.http_fetch"] = double.fetch
         double.register()
-        response = double.launch(sub="learner-1", **{c.ROLES: [LEARNER_ROLE], c.RESOURCE_LINK: {"id": "link-1"}})
+        response = double.launch(sub="learner-1", **{c.ROLES: [role], c.RESOURCE_LINK: {"id": "link-1"}})
         assert response.status_code == 303, response.get_data(as_text=True)
         placement_id = db.session.scalar(select(Placement.id))
         assert placement_id is not None
