@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import Any
 
 from flask import Flask
 from sqlalchemy import select
@@ -71,3 +72,17 @@ def test_the_shipped_course_is_imported_on_first_start_and_not_again(
         versions = db.session.scalars(select(ContentVersion.id)).all()
         prepare_content()  # the next start finds nothing new
         assert db.session.scalars(select(ContentVersion.id)).all() == versions
+
+
+def test_the_live_preview_is_exactly_the_html_learners_get(launch_as: Callable[..., Any]) -> None:
+    from tests.conftest import INSTRUCTOR_ROLE
+
+    learner, placement = launch_as()
+    trainer, _ = launch_as(sub="trainer-1", role=INSTRUCTOR_ROLE)
+    form = _form(trainer.get(f"/trainer/lessons/{SLUG}/edit").get_data(as_text=True))
+    form["body"] += "\n| Say | Avoid |\n|---|---|\n| *sorry* | [policy](javascript:alert(1)) |\n<script>x</script>\n"
+    preview = trainer.post("/trainer/lessons/preview", data={"body": form["body"]}, headers={"X-CSRFToken": form["csrf_token"]})
+    assert trainer.post(f"/trainer/lessons/{SLUG}/edit", data={**form, "publish": "Publish"}).status_code == 303
+    page = learner.get(f"/p/{placement.id}/lessons/{SLUG}").get_data(as_text=True)
+    shown = page.split('<div class="lesson-body">', 1)[1].split('</div>\n  <div class="lesson-complete">', 1)[0]
+    assert preview.get_json()["html"] == shown and "<table" in shown and "<script" not in shown
