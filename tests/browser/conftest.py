@@ -265,13 +265,13 @@ def check_accessibility(axe_report: AxeReport, axe_source: str) -> Callable[[Any
                    runOnly: {type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa", "best-practice"]}
                })"""
         )
-        axe_report.pages.setdefault(label, []).append(target.url)
         blocking = [v for v in results["violations"] if v["impact"] in BLOCKING_IMPACTS]
         assert not blocking, f"axe-core on {label} ({target.url}):\n" + "\n".join(
             f"- [{v['impact']}] {v['id']}: {v['help']} at "
             + "; ".join(" ".join(n["target"]) if isinstance(n["target"][0], str) else str(n["target"]) for n in v["nodes"][:5])
             for v in blocking
         )
+        axe_report.pages.setdefault(label, []).append(target.url)
 
     return check
 
@@ -285,10 +285,11 @@ def screenshot() -> Callable[..., Path]:
     """
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
 
-    def take(page: Any, name: str, at: Any = None) -> Path:
-        """`at`: a locator in the tool's page to scroll to the top first."""
+    def take(page: Any, name: str, at: Any = None, *, with_lms: bool = False) -> Path:
+        """`at`: a locator in the tool's page to scroll to the top first; `with_lms`: keep the
+        LMS page around the frame in view."""
         frame = page.query_selector("iframe[name=rebound-frame]")
-        if frame is not None:
+        if frame is not None and not with_lms:
             frame.evaluate("e => e.scrollIntoView({block: 'start'})")
         if at is not None:
             at.evaluate("e => e.scrollIntoView({block: 'start'})")

@@ -30,7 +30,7 @@ from tests.browser.conftest import (
 pytestmark = pytest.mark.browser
 
 Check = Callable[[Any, str], None]
-Shot = Callable[..., Any]  # (page, name, at=None)
+Shot = Callable[..., Any]  # (page, name, at=None, *, with_lms=False)
 View = Page | Frame  # the tool's pages: in the LMS frame, or in a window of their own
 FRAME = "rebound-frame"
 CASE = "airline-angry-passenger"
@@ -98,7 +98,7 @@ def read_two_lessons(view: View, check: Check, shot: Shot, page: Page, name: str
     """From the course home: start the course, mark two lessons complete, see the progress."""
     expect(view.get_by_text("Lessons completed: 0 of 9")).to_be_visible()
     check(view, "course home")
-    shot(page, f"{name}-course-home")
+    shot(page, f"{name}-course-home", with_lms=True)
     view.get_by_role("link", name="Start the course").click()
     expect(view.get_by_role("heading", level=1, name="Why mistakes will happen")).to_be_visible()
     check(view, "lesson")
@@ -432,7 +432,8 @@ def test_hr_downloads_the_completion_export_and_the_files_open(
     expect(frame.get_by_role("heading", level=1, name="Completion export")).to_be_visible()
     check_accessibility(frame, "HR export")
     frame.get_by_label("Course").select_option(label="New starter onboarding (acme-onboarding)")
-    frame.get_by_role("button", name="Preview").click()
+    with frame.expect_navigation():
+        frame.get_by_role("button", name="Preview").click()
     preview = frame.get_by_role("region", name="Preview")
     expect(preview.get_by_role("row", name=re.compile("Hana Hughes"))).to_contain_text("in progress")
     check_accessibility(frame, "HR export with a preview")
@@ -458,3 +459,17 @@ def test_hr_downloads_the_completion_export_and_the_files_open(
     cells = [[str(value) for value in row if value is not None] for row in sheet.iter_rows(values_only=True)]
     assert len(cells) == len(rows) + 1  # the header, then the same rows as the CSV
     assert any("Hana Hughes" in row and "in progress" in row for row in cells)
+
+
+# --- the checks check ---------------------------------------------------------------------------
+
+
+def test_the_accessibility_check_fails_on_a_page_with_serious_violations(
+    open_browser: OpenBrowser, check_accessibility: Check
+) -> None:
+    page = open_browser().new_page()
+    page.set_content('<html lang="en"><title>Broken</title><main><img src="data:,"><button></button></main></html>')
+    with pytest.raises(AssertionError) as failure:
+        check_accessibility(page, "a deliberately broken page")
+    assert "image-alt" in str(failure.value)
+    assert "button-name" in str(failure.value)
