@@ -256,3 +256,18 @@ def test_the_retention_setting_defaults_to_keeping_data(tmp_path: Path, value: s
 def test_a_bad_retention_setting_stops_the_start(tmp_path: Path, value: str) -> None:
     with pytest.raises(ConfigError, match="REBOUND_RETENTION_DAYS"):
         load_settings({"REBOUND_DATA_DIR": str(tmp_path), "REBOUND_RETENTION_DAYS": value}, make_secret=lambda _: KEY)
+
+
+def test_the_hr_export_shows_an_erased_learner_only_by_pseudonym(app: Flask, make_learner: Callable[..., User]) -> None:
+    from course.exports.rows import ExportFilters, iter_rows
+
+    user = make_learner()
+    make_learner(sub="someone-else", name="Grace Hopper")
+    erase_learner(db.session, user, key=KEY, now=utcnow())
+    rows = list(iter_rows(db.session, ExportFilters(user.platform_id), now=utcnow()))
+    text = json.dumps([row.as_dict() for row in rows])
+    assert "Ada" not in text and "learner-1@example.com" not in text and '"learner_id": "learner-1"' not in text
+    erased = [row for row in rows if row.learner_id == pseudonym(user.platform_id, "learner-1", key=KEY)]
+    assert [(row.name, row.email, row.status, row.score_percent, row.completion_record_id) for row in erased] == [
+        (None, None, "passed", 80, "rec-learner-1")]
+    assert "Grace Hopper" in text
