@@ -97,7 +97,8 @@ class Rebound:
         return self.log.read_text(errors="replace")
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A loopback port nothing listens on (yet)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
@@ -128,7 +129,7 @@ def start_rebound(
     rebound = str(Path(sys.executable).parent / "rebound")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     for _ in range(3):  # another program may take the free port between probe and bind
-        port = _free_port()
+        port = free_port()
         log = ARTIFACTS / f"{name}.log"
         env = _server_environment(data_dir, database_url, f"http://127.0.0.1:{base_port or port}")
         with log.open("wb") as out:
