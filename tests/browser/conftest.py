@@ -4,6 +4,7 @@ The development LMS is served on `localhost` and the tool on `127.0.0.1`, so the
 cookies in the LMS frame are really third-party. Each browser gets a new, empty profile.
 Without Chromium, Playwright or axe-core the tests are skipped with the reason; with
 CI=true they fail instead, so a green CI run always means the browser journeys ran.
+Fixtures are package-scoped: the browser and the server stop before the rest of the suite.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def _unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def chromium() -> Any:
     """Playwright's Chromium type, pointed at Debian's browser; skipped (failed in CI) without it."""
     if not CHROMIUM.exists():
@@ -168,7 +169,7 @@ def stop_rebound(server: Rebound) -> None:
             server.process.wait(timeout=10)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def rebound(tmp_path_factory: pytest.TempPathFactory, databases: Any) -> Iterator[Rebound]:
     """Rebound in development mode (so the development LMS exists) with its grade worker, on a
     new PostgreSQL database: several processes write at once here, as in production."""
@@ -237,14 +238,14 @@ class AxeReport:
         (ARTIFACTS / "axe-pages.txt").write_text("\n".join(lines) + "\n")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def axe_report() -> Iterator[AxeReport]:
     report = AxeReport()
     yield report
     report.write()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def axe_source() -> str:
     return AXE_JS.read_text()
 

@@ -44,7 +44,7 @@ ONBOARDING = "New starter onboarding (Rebound (onboarding))"
 # --- the development LMS --------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def lms(rebound: Rebound, chromium: Any, tmp_path_factory: pytest.TempPathFactory) -> Rebound:
     """The development LMS with Rebound registered, as an administrator does it: one frame."""
     profile = tmp_path_factory.mktemp("registration-profile")
