@@ -2,10 +2,12 @@
 
 Rows are queued only by `course.grades.queue_grade`. Delivery rules:
 
-* **Claiming.** A worker claims one due row at a time by setting a lease (`locked_until`)
-  in a single conditional UPDATE whose row is picked with `FOR UPDATE SKIP LOCKED` on
-  PostgreSQL (SQLite serialises writers, so the conditional UPDATE alone is atomic there).
-  Any number of workers in any number of processes can run; none claims a leased row.
+* **Claiming.** A worker claims up to 20 due rows at once by setting a lease (`locked_until`,
+  5 min) in a single conditional UPDATE whose rows are picked with `FOR UPDATE SKIP LOCKED`
+  on PostgreSQL (SQLite serialises writers, so the conditional UPDATE alone is atomic there).
+  Any number of workers in any number of processes can run; none claims a leased row. A row
+  is sent only while at least 45 s of its lease remain (a token and a score call at their
+  timeouts); otherwise, and when the worker is stopping, the rest of the batch is released.
 * **One score per learner and line item at a time, newest first.** Only the newest pending
   row of a (learner, line item) is sent, and never while another row of the pair is leased.
   When it arrives, older pending rows of the pair are marked sent as *superseded*: AGS
@@ -24,7 +26,7 @@ Rows are queued only by `course.grades.queue_grade`. Delivery rules:
   is marked sent, with the answer kept as a note.
 * **Never twice.** A row is marked sent only by the worker holding its lease. The one way
   the same row is sent twice: the worker dies after the LMS accepted the POST and before it
-  recorded that. The lease then expires (2 min) and another worker sends the identical
+  recorded that. The lease then expires (5 min) and another worker sends the identical
   document, same timestamp, again; AGS score POSTs are idempotent per timestamp, so the LMS
   ends in the same state (Moodle may answer 409, which is recorded as sent).
 """
@@ -56,7 +58,11 @@ from plugin.service_tokens import (
     forget_token,
 )
 
-LEASE = timedelta(minutes=2)
+LEASE = timedelta(minutes=5)
+# Rows leased per claim: one claim's query costs about as much for 20 rows as for one.
+BATCH = 20
+# The longest one row can take: a token and a score call, each at its connect + read timeout.
+ROW_BUDGET = timedelta(seconds=45)
 BACKOFF_BASE = timedelta(seconds=30)
 BACKOFF_CAP = timedelta(hours=1)
 PERMANENT_STATUSES = frozenset({400, 404, 405, 410, 413, 415, 422})
@@ -95,30 +101,49 @@ def _due(now: datetime):  # type: ignore[no-untyped-def]
     )
 
 
-def claim_next(session: Session, now: datetime, lease: timedelta = LEASE) -> GradeOutbox | None:
-    """Lease the next due row (one statement, safe across processes); None when none is due."""
+def claim_due(session: Session, now: datetime, *, limit: int = BATCH, lease: timedelta = LEASE) -> list[GradeOutbox]:
+    """Lease up to `limit` due rows in one statement, safe across processes; oldest due first."""
     pick = (
         select(GradeOutbox.id)
         .where(_due(now))
         .order_by(GradeOutbox.next_attempt_at, GradeOutbox.id)
-        .limit(1)
+        .limit(limit)
         .with_for_update(skip_locked=True, of=GradeOutbox)
-        .scalar_subquery()
     )
     claimed = session.execute(
         update(GradeOutbox)
         .where(
-            GradeOutbox.id == pick,
+            GradeOutbox.id.in_(pick),
             GradeOutbox.status == "pending",
             or_(GradeOutbox.locked_until.is_(None), GradeOutbox.locked_until <= now),
         )
         .values(locked_until=now + lease, attempts=GradeOutbox.attempts + 1)
         .returning(GradeOutbox.id)
         .execution_options(synchronize_session=False)
-    ).scalar()
-    if claimed is None:
-        return None
-    return session.get(GradeOutbox, claimed, populate_existing=True)
+    ).scalars().all()
+    if not claimed:
+        return []
+    rows = session.scalars(
+        select(GradeOutbox).where(GradeOutbox.id.in_(claimed)).execution_options(populate_existing=True)
+    ).all()
+    return sorted(rows, key=lambda row: (row.next_attempt_at, row.id))
+
+
+def claim_next(session: Session, now: datetime, lease: timedelta = LEASE) -> GradeOutbox | None:
+    """Lease the next due row; None when none is due."""
+    rows = claim_due(session, now, limit=1, lease=lease)
+    return rows[0] if rows else None
+
+
+def release(session: Session, rows: list[GradeOutbox]) -> None:
+    """Give back leased rows not attempted (stopping, or too little lease left to send safely)."""
+    for row in rows:
+        session.execute(
+            update(GradeOutbox)
+            .where(GradeOutbox.id == row.id, GradeOutbox.locked_until == row.locked_until)
+            .values(locked_until=None, attempts=GradeOutbox.attempts - 1)
+            .execution_options(synchronize_session=False)
+        )
 
 
 def _finish(session: Session, row: GradeOutbox, **values: object) -> bool:
@@ -244,25 +269,37 @@ def run_once(
     with sessions() as session:
         ensure_signing_key(session, client, clock())
         session.commit()
-    for _ in range(limit):
-        if stop is not None and stop.is_set():
-            break
+    while report.total < limit and not (stop is not None and stop.is_set()):
         with sessions() as session:
-            row = claim_next(session, clock())
+            batch = claim_due(session, clock(), limit=min(BATCH, limit - report.total))
             session.commit()
-            if row is None:
+            if not batch:
                 break
-            try:
-                outcome = deliver(session, row, client, clock(), rng)
-                session.commit()
-            except Exception:
-                # An unexpected bug must not stop the worker; the lease expires and the row
-                # is tried again, so nothing is lost.
-                session.rollback()
-                logger.exception("outbox delivery crashed", extra={"outbox_id": row.id})
-                outcome = "crashed"
-        report.outcomes[outcome] = report.outcomes.get(outcome, 0) + 1
+            for index, row in enumerate(batch):
+                if (stop is not None and stop.is_set()) or clock() + ROW_BUDGET > (row.locked_until or clock()):
+                    # Never send on a lease that might run out mid-call: another worker could
+                    # take the row over and send it too.
+                    release(session, batch[index:])
+                    session.commit()
+                    break
+                outcome = _deliver_safely(session, row, client, clock(), rng)
+                report.outcomes[outcome] = report.outcomes.get(outcome, 0) + 1
     return report
+
+
+def _deliver_safely(
+    session: Session, row: GradeOutbox, client: ServiceClient, now: datetime, rng: Callable[[], float]
+) -> str:
+    try:
+        outcome = deliver(session, row, client, now, rng)
+        session.commit()
+    except Exception:
+        # An unexpected bug must not stop the worker; the lease expires and the row is tried
+        # again, so nothing is lost.
+        session.rollback()
+        logger.exception("outbox delivery crashed", extra={"outbox_id": row.id})
+        return "crashed"
+    return outcome
 
 
 def run_worker(app: Flask, *, interval: float, stop: threading.Event, once: bool = False) -> None:
