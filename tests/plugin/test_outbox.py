@@ -256,6 +256,41 @@ def test_a_worker_killed_mid_send_leaves_a_lease_that_expires_and_the_grade_is_s
     assert (row.status, row.attempts) == ("sent", 2)
 
 
+def test_a_row_is_never_sent_on_a_lease_about_to_run_out_it_is_released_and_claimed_afresh(
+    app: Flask, placement: Placement, lms: ScriptedLms, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    released: list[int] = []
+    real_release = outbox.release
+
+    def spy(session: Any, batch: list[GradeOutbox]) -> None:
+        released.extend(row.id for row in batch)
+        real_release(session, batch)
+
+    monkeypatch.setattr(outbox, "release", spy)
+    for sub in ("ada", "bo"):
+        grade(placement, learner(placement, sub), f"{sub}-done", 7)
+    calls = []
+
+    def slow_clock() -> datetime:
+        # The batch is claimed at NOW; by the time the worker reaches it, little lease is left.
+        calls.append(None)
+        return NOW if len(calls) <= 2 else NOW + outbox.LEASE - timedelta(seconds=10)
+
+    assert outbox.run_once(app, clock=slow_clock, rng=lambda: 1.0).outcomes == {"sent": 2}
+    assert released == [row.id for row in rows()]
+    assert sorted(score["userId"] for score in lms.accepted) == ["ada", "bo"]
+    # Released rows were not attempted: each counts one attempt, the one that sent it.
+    assert [row.attempts for row in rows()] == [1, 1]
+
+
+def test_a_stopping_worker_claims_nothing_more(app: Flask, placement: Placement, lms: ScriptedLms) -> None:
+    grade(placement, learner(placement, "ada"), "ada-done", 7)
+    stop = threading.Event()
+    stop.set()
+    assert outbox.run_once(app, clock=Clock(), stop=stop).total == 0
+    assert rows()[0].status == "pending" and rows()[0].locked_until is None
+
+
 def test_an_outcome_is_not_recorded_by_a_worker_whose_lease_was_taken_over(app: Flask, placement: Placement) -> None:
     grade(placement, learner(placement, "ada"), "ada-done", 7)
     with db.state(app).sessions() as slow, db.state(app).sessions() as other:
