@@ -45,7 +45,7 @@ ONBOARDING = "New starter onboarding (Rebound (onboarding))"
 
 
 @pytest.fixture(scope="package")
-def lms(rebound: Rebound, chromium: Any, tmp_path_factory: pytest.TempPathFactory) -> Rebound:
+def lms(chromium: Any, rebound: Rebound, tmp_path_factory: pytest.TempPathFactory) -> Rebound:
     """The development LMS with Rebound registered, as an administrator does it: one frame."""
     profile = tmp_path_factory.mktemp("registration-profile")
     context = chromium.launch_persistent_context(

@@ -62,7 +62,7 @@ class _Forward(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def balanced(tmp_path: Path, databases: Any, chromium: Any) -> Iterator[tuple[int, Rebound, Rebound]]:
+def balanced(chromium: Any, tmp_path: Path, databases: Any) -> Iterator[tuple[int, Rebound, Rebound]]:
     """The public port, the process answering everything but launches, and the one that launches."""
     database_url = databases.new_url("postgresql")
     public = free_port()
