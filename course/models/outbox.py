@@ -20,6 +20,8 @@ class GradeOutbox(Base):
         CheckConstraint("status IN ('pending', 'sent', 'failed')", name="status"),
         CheckConstraint("attempts >= 0", name="attempts_not_negative"),
         Index("ix_grade_outbox_due", "status", "next_attempt_at"),
+        # queue_grade's newest-timestamp lookup and the worker's one-in-flight check.
+        Index("ix_grade_outbox_user_id_lineitem_url_scored_at", "user_id", "lineitem_url", "scored_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
