@@ -59,6 +59,9 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
+WRITE_LOCK_OPTION = "rebound_sqlite_write_lock"
+
+
 def _configure_sqlite(engine: Engine) -> None:
     """Foreign keys on, WAL for concurrent readers, and real transactions (pysqlite needs help)."""
 
@@ -74,7 +77,12 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN")
+        # Sessions (requests, the worker, the CLI) take the write lock up front with IMMEDIATE,
+        # waiting up to busy_timeout for it: a deferred BEGIN that reads first fails at once
+        # with "database is locked" when another process (the grade worker, a second Gunicorn
+        # worker) wrote in between. Plain reads (health checks) stay deferred and never wait.
+        immediate = connection.get_execution_options().get(WRITE_LOCK_OPTION, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def make_engine(database_url: str, **options: Any) -> Engine:
@@ -110,7 +118,8 @@ class Database:
     def init_app(self, app: Flask) -> None:
         engine = make_engine(app.config["DATABASE_URL"])
         app.extensions["rebound.db"] = DatabaseState(
-            engine=engine, sessions=sessionmaker(engine, expire_on_commit=False)
+            engine=engine,
+            sessions=sessionmaker(engine.execution_options(**{WRITE_LOCK_OPTION: True}), expire_on_commit=False),
         )
         app.teardown_appcontext(self._close_session)
 
