@@ -97,7 +97,19 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(Exception)
     def unexpected(error: Exception) -> tuple[Response | str, int]:
         logger.exception("unhandled error", extra={"path": request.path})
+        # A failed statement leaves the session unusable; without this the error page's own
+        # reads (the LMS origins allowed to frame it) fail too, and the LMS frame refuses the page.
+        _discard_unfinished_work()
         return error_response(InternalServerError.code)
+
+
+def _discard_unfinished_work() -> None:
+    from course.database import db
+
+    try:
+        db.session.rollback()
+    except Exception:  # the database itself may be what failed
+        logger.warning("could not roll back after an error", exc_info=True)
 
 
 def abort_with(status: int, detail: str, **kwargs: object) -> NoReturn:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -91,3 +93,25 @@ def test_json_error_body_is_valid_json_for_api_500s(app: Flask) -> None:
     response = app.test_client().get("/api/v1/explode")
     assert response.status_code == 500
     assert json.loads(response.get_data(as_text=True))["error"]["status"] == 500
+
+
+def test_an_error_after_a_failed_statement_still_lets_the_lms_frame_the_error_page(
+    app: Flask, make_platform: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    from sqlalchemy import text
+
+    from course.database import db
+
+    make_platform(frame_origins=["https://lms.acme.example"])
+
+    @public
+    def broken_query() -> str:
+        db.session.execute(text("SELECT * FROM no_such_table"))
+        return "unreachable"
+
+    app.add_url_rule("/broken-query", "broken_query", broken_query)
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+    caplog.set_level(logging.ERROR, logger="rebound")
+    response = app.test_client().get("/broken-query")
+    assert response.status_code == 500
+    assert "https://lms.acme.example" in response.headers["Content-Security-Policy"]
