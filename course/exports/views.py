@@ -6,7 +6,7 @@ from collections.abc import Iterable, Iterator
 from itertools import islice
 from typing import Any
 
-from flask import Blueprint, Response, render_template, stream_with_context
+from flask import Blueprint, Response, g, render_template, stream_with_context
 from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -47,25 +47,40 @@ def deliver(
     (the connection closes without the final chunk), so no browser keeps it as a whole file.
     """
     counter = RowCounter(rows)
+    run_id = run.id
 
     def generate() -> Iterator[bytes]:
+        # The server streams after the request's teardown closed its session, so `run` is
+        # detached by now: the outcome is written on a freshly loaded row, and the session
+        # (reopened by the rows query) is closed here when no teardown is left to do it.
         try:
-            yield from fmt.write(counter)
-        except BaseException as error:
-            session.rollback()
-            fail_export(session, run, reason=failure_reason(error), row_count=counter.count, now=utcnow())
+            try:
+                yield from fmt.write(counter)
+            except BaseException as error:
+                session.rollback()
+                fail_export(session, _live(session, run_id), reason=failure_reason(error),
+                            row_count=counter.count, now=utcnow())
+                session.commit()
+                raise
+            finish_export(session, _live(session, run_id), row_count=counter.count, now=utcnow())
             session.commit()
-            raise
-        finish_export(session, run, row_count=counter.count, now=utcnow())
-        session.commit()
+        finally:
+            if session is not g.get("db_session"):  # the request's teardown let go of it
+                session.close()
 
-    response = Response(stream_with_context(generate()), mimetype=fmt.mimetype)
+    response = Response(stream_with_context(generate()), content_type=fmt.mimetype)
     response.headers["Content-Disposition"] = f'attachment; filename="{filename}.{fmt.extension}"'
     response.headers["X-Export-Id"] = str(run.id)
     response.headers["Cache-Control"] = "no-store"
     for name, value in (headers or {}).items():
         response.headers[name] = value
     return response
+
+
+def _live(session: Session, run_id: int) -> ExportRun:
+    run = session.get(ExportRun, run_id)
+    assert run is not None, "an export run is never deleted while it streams"
+    return run
 
 
 def _tenant_choices(form: ExportFilterForm, tenant: int | None) -> None:

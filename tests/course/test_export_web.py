@@ -185,3 +185,27 @@ def test_a_download_that_breaks_midway_is_cut_off_and_logged_failed(app: Flask, 
     db.session.refresh(run)
     assert (run.status, run.error) == ("failed", "RuntimeError: database went away")
     assert run.row_count == 2
+
+
+def test_a_download_streamed_after_the_request_ended_is_still_logged_complete(world: World) -> None:
+    """Real servers stream the file after the request's teardown closed its session."""
+    from course.exports.formats import export_formats
+    from course.exports.rows import ExportFilters, iter_rows
+    from course.exports.services import start_export
+    from course.exports.views import deliver
+
+    placement = world.placement(world.context())
+    for n in range(3):
+        world.reads(world.learner(f"streamed-{n}"), placement, at=utcnow())
+    filters = ExportFilters(platform_id=world.platform.id)
+    run = start_export(db.session, filters=filters, format_name="csv", channel="web", requested_by="hr", now=utcnow())
+    db.session.commit()
+    response = deliver(db.session, run, export_formats()["csv"], iter_rows(db.session, filters, now=utcnow()),
+                       filename="out")
+    db.session.close()  # what the app context's teardown does before a server streams the body
+    body = b"".join(response.response)
+
+    assert body.count(b"\r\n") == 4  # the header and three learners
+    stored = db.session.scalar(select(ExportRun).where(ExportRun.id == run.id))
+    assert stored is not None and (stored.status, stored.row_count) == ("complete", 3)
+    assert response.headers["Content-Type"] == "text/csv; charset=utf-8"
