@@ -7,9 +7,16 @@ from typing import NoReturn
 
 from flask import Flask, Response, g, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException, InternalServerError, default_exceptions
 
 logger = logging.getLogger("rebound.errors")
+
+DATABASE_UNAVAILABLE = (
+    "Rebound can't reach its database at the moment. Nothing you saved before is lost; "
+    "try again in a minute."
+)
+DATABASE_RETRY_AFTER_SECONDS = 30
 
 # What each status means to a person, and what they can do about it.
 MESSAGES: dict[int, tuple[str, str]] = {
@@ -94,6 +101,25 @@ def register_error_handlers(app: Flask) -> None:
                 response.headers[name] = value
         return response
 
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(InterfaceError)
+    @app.errorhandler(DisconnectionError)
+    def database_unavailable(error: Exception) -> Response | tuple[Response | str, int]:
+        # An outage or restart of the database: answer at once with 503 and Retry-After (load
+        # balancers and people both know to come back), never a storm of 500s. The pool pings
+        # connections before use, so the first request after the database returns works.
+        if not is_unavailability(error):
+            return unexpected(error)
+        cause = getattr(error, "orig", None) or error
+        logger.warning("database unavailable", extra={"path": request.path, "error": type(cause).__name__})
+        _discard_unfinished_work()
+        # The page's own header would ask the database who is signed in again; show it to an
+        # anonymous visitor instead (flask-login keeps the request's user in g._login_user).
+        g._login_user = app.login_manager.anonymous_user()  # type: ignore[attr-defined]
+        response = app.make_response(error_response(503, DATABASE_UNAVAILABLE))
+        response.headers["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
+        return response
+
     @app.errorhandler(Exception)
     def unexpected(error: Exception) -> tuple[Response | str, int]:
         logger.exception("unhandled error", extra={"path": request.path})
@@ -101,6 +127,22 @@ def register_error_handlers(app: Flask) -> None:
         # reads (the LMS origins allowed to frame it) fail too, and the LMS frame refuses the page.
         _discard_unfinished_work()
         return error_response(InternalServerError.code)
+
+
+# SQLite calls every failure OperationalError; only these mean "not now, try again".
+_SQLITE_TRANSIENT = ("database is locked", "unable to open database", "disk i/o error")
+
+
+def is_unavailability(error: Exception) -> bool:
+    """Whether a database error means the database can't be reached now (not a bug)."""
+    if isinstance(error, (DisconnectionError, InterfaceError)):
+        return True
+    if getattr(error, "connection_invalidated", False):
+        return True
+    cause = getattr(error, "orig", None)
+    if type(cause).__module__.startswith("sqlite3"):
+        return any(text in str(cause).lower() for text in _SQLITE_TRANSIENT)
+    return isinstance(error, OperationalError)
 
 
 def _discard_unfinished_work() -> None:

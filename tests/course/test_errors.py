@@ -115,3 +115,26 @@ def test_an_error_after_a_failed_statement_still_lets_the_lms_frame_the_error_pa
     response = app.test_client().get("/broken-query")
     assert response.status_code == 500
     assert "https://lms.acme.example" in response.headers["Content-Security-Policy"]
+
+
+@pytest.mark.parametrize(
+    ("cause", "status"),
+    [("database is locked", 503), ("unable to open database file", 503), ("no such table: widgets", 500)],
+)
+def test_sqlite_errors_that_mean_try_again_answer_503_and_bugs_stay_500(
+    app: Flask, cause: str, status: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    @public
+    def failing() -> str:
+        raise OperationalError("SELECT 1", {}, sqlite3.OperationalError(cause))
+
+    app.add_url_rule("/sqlite-failing", "sqlite_failing", failing)
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+    caplog.set_level(logging.ERROR, logger="rebound")
+    response = app.test_client().get("/sqlite-failing")
+    assert response.status_code == status
+    assert ("Retry-After" in response.headers) is (status == 503)
