@@ -3,26 +3,22 @@
 from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, redirect, render_template, request, url_for
-from flask_login import current_user
 from werkzeug.wrappers import Response as WerkzeugResponse
 
+from course import content_views
 from course.access import allow, current_platform_id
 from course.content import (
     ContentError,
     StaleDraft,
     content_kinds,
     draft_for,
-    effective_version,
-    history,
     new_item_draft,
     publish_draft,
-    restore_as_draft,
     save_draft,
 )
 from course.database import db, utcnow
 from course.errors import abort_with
-from course.models import ContentVersion
-from lessons.forms import ActionForm, LessonForm
+from lessons.forms import LessonForm
 from lessons.kind import shipped_modules
 from lessons.outline import lessons_for
 from lessons.render import render_markdown
@@ -33,9 +29,7 @@ AUTHORS = ("trainer", "admin")
 FIELDS = ("slug", "title", "module", "order", "estimated_minutes", "objectives", "body")
 
 
-def _author() -> str:
-    name = getattr(current_user, "name", None) or getattr(current_user, "username", None) or "a trainer"
-    return str(name)
+_author = content_views.author_name
 
 
 def _form_from_lesson(form: LessonForm, lesson: Lesson, revision: int) -> None:
@@ -82,7 +76,7 @@ def _render_editor(form: LessonForm, slug: str | None, *, problems=None, status=
         general_problems=general,
         preview_html=preview_html,
         notice=notice,
-        action_form=ActionForm(),
+        action_form=content_views.ActionForm(),
     ), status
 
 
@@ -172,30 +166,13 @@ def preview() -> Response:
 @bp.route("/trainer/lessons/<slug>/history")
 @allow(*AUTHORS)
 def history_page(slug: str) -> str:
-    versions = history(db.session, current_platform_id(), "lesson", slug)
-    if not versions:
-        abort_with(404, f"There is no lesson with id {slug!r}.")
-    current = effective_version(db.session, current_platform_id(), "lesson", slug)
-    return render_template(
-        "lessons/history.html", slug=slug, versions=versions, current=current, form=ActionForm(),
-        published=request.args.get("published"),
-    )
+    return content_views.history_page("lesson", slug, "lessons/history.html")
 
 
 @bp.route("/trainer/lessons/<slug>/restore/<int:version_id>", methods=["POST"])
 @allow(*AUTHORS)
 def restore(slug: str, version_id: int) -> WerkzeugResponse:
-    if not ActionForm().validate_on_submit():
-        abort_with(400, "This form's security token was missing or expired. Reload the page and try again.")
-    version = db.session.get(ContentVersion, version_id)
-    if version is None:
-        abort_with(404, "That version doesn't exist.")
-    try:
-        restore_as_draft(db.session, current_platform_id(), "lesson", slug, version, by=_author(), now=utcnow())
-    except ContentError as error:
-        abort_with(404, str(error))
-    db.session.commit()
-    return redirect(url_for("lesson_editor.edit", slug=slug), code=303)
+    return content_views.restore_version("lesson", slug, version_id, edit_endpoint="lesson_editor.edit")
 
 
 @bp.route("/trainer/lessons/")

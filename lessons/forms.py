@@ -25,6 +25,3 @@ class LessonForm(FlaskForm):
     preview = SubmitField("Preview")
     publish = SubmitField("Publish")
 
-
-class ActionForm(FlaskForm):
-    """A button that only needs its CSRF token (restore, discard)."""

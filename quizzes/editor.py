@@ -7,13 +7,13 @@ import io
 from collections.abc import Sequence
 
 from flask import Blueprint, Response, jsonify, redirect, render_template, request, url_for
-from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select
 from werkzeug.wrappers import Response as WerkzeugResponse
 from wtforms import HiddenField, SubmitField, TextAreaField
 from wtforms.validators import DataRequired, Length
 
+from course import content_views
 from course.access import allow, current_platform_id
 from course.content import (
     ContentError,
@@ -21,9 +21,7 @@ from course.content import (
     content_kinds,
     draft_for,
     effective_version,
-    history,
     publish_draft,
-    restore_as_draft,
     save_draft,
 )
 from course.database import db, utcnow
@@ -52,12 +50,7 @@ class CaseForm(FlaskForm):
     publish = SubmitField("Publish")
 
 
-class ActionForm(FlaskForm):
-    """A button that only needs its CSRF token."""
-
-
-def _author() -> str:
-    return str(getattr(current_user, "name", None) or getattr(current_user, "username", None) or "a trainer")
+_author = content_views.author_name
 
 
 def _problems_by_node(problems: Sequence[Problem]) -> dict[str, list[str]]:
@@ -182,30 +175,13 @@ def preview(slug: str) -> str | tuple[str, int]:
 @bp.route("/trainer/cases/<slug>/history")
 @allow(*AUTHORS)
 def history_page(slug: str) -> str:
-    versions = history(db.session, current_platform_id(), "case", slug)
-    if not versions:
-        abort_with(404, f"There is no case with id {slug!r}.")
-    current = effective_version(db.session, current_platform_id(), "case", slug)
-    return render_template(
-        "cases/history.html", slug=slug, versions=versions, current=current, form=ActionForm(),
-        published=request.args.get("published"),
-    )
+    return content_views.history_page("case", slug, "cases/history.html")
 
 
 @bp.route("/trainer/cases/<slug>/restore/<int:version_id>", methods=["POST"])
 @allow(*AUTHORS)
 def restore(slug: str, version_id: int) -> WerkzeugResponse:
-    if not ActionForm().validate_on_submit():
-        abort_with(400, "This form's security token was missing or expired. Reload the page and try again.")
-    version = db.session.get(ContentVersion, version_id)
-    if version is None:
-        abort_with(404, "That version doesn't exist.")
-    try:
-        restore_as_draft(db.session, current_platform_id(), "case", slug, version, by=_author(), now=utcnow())
-    except ContentError as error:
-        abort_with(404, str(error))
-    db.session.commit()
-    return redirect(url_for("case_editor.edit", slug=slug), code=303)
+    return content_views.restore_version("case", slug, version_id, edit_endpoint="case_editor.edit")
 
 
 def _attempt_records(slug: str) -> list[AttemptRecord]:
