@@ -8,15 +8,17 @@ The kinds of content are plugged in by their packages (`lessons`, `quizzes`) thr
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
-from flask import Flask, current_app
-from sqlalchemy import func, or_, select, update
-from sqlalchemy.orm import Session
+from flask import Flask, current_app, has_app_context
+from sqlalchemy import event, func, or_, select, update
+from sqlalchemy.orm import Session, contains_eager
 
 from course.models import ContentDraft, ContentItem, ContentVersion
 
@@ -79,9 +81,53 @@ class StaleDraft(ContentError):
         self.draft = draft
 
 
+_MEMO = "rebound.effective_versions"
+
+
 def content_kinds(app: Flask | None = None) -> dict[str, ContentKind]:
     """The registry of content kinds, on the app (never a module global)."""
     return (app or current_app).extensions.setdefault("rebound.content_kinds", {})  # type: ignore[no-any-return]
+
+
+T = TypeVar("T")
+
+
+class VersionCache(Generic[T]):
+    """A bounded least-recently-used map from a content version id to what was derived from it.
+
+    Published versions never change, so what is parsed or rendered from one can be kept by its
+    id; each process keeps its own, and none needs telling when another publishes.
+    """
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self._items: OrderedDict[int, T] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, version_id: int, make: Callable[[], T]) -> T:
+        """The value kept for a version, made (outside the lock) and kept when missing."""
+        with self._lock:
+            if version_id in self._items:
+                self._items.move_to_end(version_id)
+                return self._items[version_id]
+        value = make()
+        with self._lock:
+            self._items[version_id] = value
+            self._items.move_to_end(version_id)
+            while len(self._items) > self.maxsize:
+                self._items.popitem(last=False)
+        return value
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+def version_cache(name: str, maxsize: int = 256) -> VersionCache[Any]:
+    """The app's cache `name` (on `app.extensions`); outside an app, a fresh one that keeps nothing for later."""
+    if not has_app_context():
+        return VersionCache(maxsize)
+    caches = current_app.extensions.setdefault("rebound.version_caches", {})
+    return caches.setdefault(name, VersionCache(maxsize))  # type: ignore[no-any-return]
 
 
 def checksum(text: str) -> str:
@@ -103,15 +149,44 @@ def _latest(session: Session, item: ContentItem | None) -> ContentVersion | None
 
 def effective_version(session: Session, platform_id: int | None, kind: str, slug: str) -> ContentVersion | None:
     """What learners of a tenant see: its own latest published version, else the shipped one."""
+    owner = ContentItem.platform_id.is_(None)
     if platform_id is not None:
-        own = _latest(session, _item(session, platform_id, kind, slug))
-        if own is not None:
-            return own
-    return _latest(session, _item(session, None, kind, slug))
+        owner = or_(owner, ContentItem.platform_id == platform_id)
+    # One round trip: the tenant's own item sorts first (NULL platform last), then its newest version.
+    return session.scalar(
+        select(ContentVersion)
+        .join(ContentVersion.item)
+        .options(contains_eager(ContentVersion.item))
+        .where(ContentItem.kind == kind, ContentItem.slug == slug, owner)
+        .order_by(ContentItem.platform_id.is_(None), ContentVersion.number.desc())
+        .limit(1)
+    )
 
 
 def effective_versions(session: Session, platform_id: int | None, kind: str) -> list[ContentVersion]:
     """The version learners see of every item of a kind, tenant copies winning."""
+    # A course home asks twice (the outline, then the completion panel): the second answer
+    # comes from this transaction's memo, which any flush forgets (it may publish a version).
+    key = (platform_id, kind)
+    memo = session.info.get(_MEMO)
+    transaction = session.get_transaction()
+    if memo is not None and transaction is not None and memo[0] is transaction and key in memo[1]:
+        return list(memo[1][key])
+    versions = _read_effective_versions(session, platform_id, kind)
+    transaction = session.get_transaction()
+    if memo is None or memo[0] is not transaction:
+        if not event.contains(session, "after_flush", _forget_effective_versions):
+            event.listen(session, "after_flush", _forget_effective_versions)
+        memo = session.info[_MEMO] = (transaction, {})
+    memo[1][key] = versions
+    return list(versions)
+
+
+def _forget_effective_versions(session: Session, *_: object) -> None:
+    session.info.pop(_MEMO, None)
+
+
+def _read_effective_versions(session: Session, platform_id: int | None, kind: str) -> list[ContentVersion]:
     latest = (
         select(ContentVersion.item_id, func.max(ContentVersion.number).label("number"))
         .group_by(ContentVersion.item_id)
@@ -120,14 +195,18 @@ def effective_versions(session: Session, platform_id: int | None, kind: str) -> 
     owner = ContentItem.platform_id.is_(None)
     if platform_id is not None:
         owner = or_(owner, ContentItem.platform_id == platform_id)
-    rows = session.execute(
-        select(ContentVersion, ContentItem)
-        .join(ContentItem, ContentItem.id == ContentVersion.item_id)
+    # The item is loaded with its version (and kept on it: the session's identity map holds
+    # objects weakly), so `version.item.slug` costs no further round trip.
+    versions = session.scalars(
+        select(ContentVersion)
+        .join(ContentVersion.item)
+        .options(contains_eager(ContentVersion.item))
         .join(latest, (latest.c.item_id == ContentVersion.item_id) & (latest.c.number == ContentVersion.number))
         .where(ContentItem.kind == kind, owner)
     ).all()
     chosen: dict[str, tuple[ContentVersion, bool]] = {}
-    for version, item in rows:
+    for version in versions:
+        item = version.item
         own = item.platform_id is not None
         if item.slug not in chosen or own:
             chosen[item.slug] = (version, own)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from flask import current_app, has_app_context
+
 from course.content import ParsedContent
 from lessons.schema import Lesson, Module, load_course_directory, parse_lesson, parse_modules
 
@@ -13,12 +15,22 @@ MODULES_FILE = "modules.yaml"
 _VERSION_LINE = re.compile(r"^version:[ \t]*\d+[ \t]*$", re.MULTILINE)
 
 
-def shipped_modules() -> list[Module]:
-    """The course's modules, in order (they are fixed; lessons are what trainers edit)."""
+def _read_modules() -> tuple[Module, ...]:
     modules, problems = parse_modules((CONTENT_DIR / MODULES_FILE).read_text(encoding="utf-8"), MODULES_FILE)
     if problems:
         raise ValueError("\n".join(str(p) for p in problems))
-    return sorted(modules, key=lambda m: m.order)
+    return tuple(sorted(modules, key=lambda m: m.order))
+
+
+def shipped_modules() -> list[Module]:
+    """The course's modules, in order (they are fixed; lessons are what trainers edit)."""
+    # Read once per app: the file ships with the package and never changes while it runs.
+    if not has_app_context():
+        return list(_read_modules())
+    cached = current_app.extensions.get("rebound.shipped_modules")
+    if cached is None:
+        cached = current_app.extensions["rebound.shipped_modules"] = _read_modules()
+    return list(cached)
 
 
 def _parsed(lesson: Lesson, text: str) -> ParsedContent:
