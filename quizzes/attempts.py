@@ -7,21 +7,22 @@ button re-post or fifty simultaneous submissions record it once.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from course.content import effective_version, effective_versions
+from course.content import effective_version, effective_versions, version_cache
 from course.models import CaseAttempt, CaseStep, ContentVersion
 from quizzes import engine
 from quizzes.case_format import Case
 from quizzes.engine import State, Step, StepRefused
 from quizzes.validator import load_case
+
+CASE_CACHE_SIZE = 256
 
 
 class AttemptError(Exception):
@@ -33,15 +34,13 @@ class AttemptError(Exception):
         self.status = status
 
 
-@functools.lru_cache(maxsize=256)
-def _parse(version_id: int, source: str) -> Case:
-    # Published versions never change, so a parsed case can be kept per version.
-    return load_case(source, f"version-{version_id}.yaml")
-
-
 def case_of(version: ContentVersion) -> Case:
-    """The case a published version holds."""
-    return _parse(version.id, version.source)
+    """The case a published version holds, parsed and validated once per version and app."""
+    # Published versions never change, so a parsed case can be kept per version id.
+    source, version_id = version.source, version.id
+    return version_cache("quizzes.cases", CASE_CACHE_SIZE).get(
+        version_id, lambda: load_case(source, f"version-{version_id}.yaml")
+    )
 
 
 def published_case(session: Session, platform_id: int | None, slug: str) -> tuple[ContentVersion, Case] | None:
@@ -75,8 +74,11 @@ def _steps(session: Session, attempt: CaseAttempt) -> list[CaseStep]:
 
 def state_of(session: Session, attempt: CaseAttempt, case: Case) -> State:
     """Rebuild the engine state from the steps in effect (a step taken back is withdrawn)."""
-    steps = [Step(s.node_id, s.choice_id, s.score) for s in _steps(session, attempt) if not s.withdrawn]
-    return engine.replay(case, steps)
+    return _replay(case, _steps(session, attempt))
+
+
+def _replay(case: Case, steps: list[CaseStep]) -> State:
+    return engine.replay(case, [Step(s.node_id, s.choice_id, s.score) for s in steps if not s.withdrawn])
 
 
 def start_attempt(
@@ -154,11 +156,13 @@ def lock_attempt(session: Session, attempt: CaseAttempt) -> None:
     whose first statement is that write never acts on a read another writer made stale. Call it
     first in a fresh transaction (the view commits what it read before).
     """
+    # RETURNING reads the row afresh in the same round trip as the lock (populate_existing
+    # overwrites what the session held), where an UPDATE and a refresh took two.
     session.execute(
         update(CaseAttempt).where(CaseAttempt.id == attempt.id).values(last_step_at=CaseAttempt.last_step_at)
-        .execution_options(synchronize_session=False)
-    )
-    session.refresh(attempt)
+        .returning(CaseAttempt)
+        .execution_options(synchronize_session=False, populate_existing=True)
+    ).all()
 
 
 def abandon(session: Session, attempt: CaseAttempt, now: datetime) -> None:
@@ -178,7 +182,8 @@ def answer(
                            "its answers are kept. Start again from the case page.", 409)
     if not case.has_node(node_id):
         raise AttemptError("That answer is for a step that isn't part of this case, so nothing was recorded.", 400)
-    state = state_of(session, attempt, case)
+    taken_steps = _steps(session, attempt)
+    state = _replay(case, taken_steps)
     try:
         new_state = engine.choose(case, state, node_id, choice_id, step=step)
     except StepRefused as refusal:
@@ -189,7 +194,9 @@ def answer(
         if refusal.kind == "not-current":
             raise AttemptError("That isn't the step you're on; here is where you are.", 409) from None
         raise AttemptError("That choice isn't one of this step's choices.", 400) from None
-    position = (session.scalar(select(func.max(CaseStep.position)).where(CaseStep.attempt_id == attempt.id)) or 0) + 1
+    # The steps were read under the attempt's lock, withdrawn ones included, so their highest
+    # position is the stored one.
+    position = max((s.position for s in taken_steps), default=0) + 1
     taken = new_state.path[-1]
     steps = CaseStep.__table__
     insert = (postgresql if session.get_bind().dialect.name == "postgresql" else sqlite).insert
@@ -215,12 +222,13 @@ def go_back(session: Session, attempt: CaseAttempt, case: Case, now: datetime) -
     lock_attempt(session, attempt)
     if attempt.status == "abandoned":
         raise AttemptError("This attempt is closed; its answers are kept. Start again from the case page.", 409)
-    state = state_of(session, attempt, case)
+    taken_steps = _steps(session, attempt)
+    state = _replay(case, taken_steps)
     try:
         new_state = engine.back(case, state)
     except StepRefused as refusal:
         raise AttemptError(refusal.reason[0].upper() + refusal.reason[1:] + ".", 409) from None
-    last = next(s for s in reversed(_steps(session, attempt)) if not s.withdrawn)
+    last = next(s for s in reversed(taken_steps) if not s.withdrawn)
     last.withdrawn = True
     _sync(attempt, case, new_state, now)
     session.flush()

@@ -71,11 +71,17 @@ def _refuse(
     return page, error.status
 
 
-def _withdrawn(placement: Placement, slug: str, attempt: CaseAttempt) -> tuple[str, int] | None:
-    """If the case left this placement mid-attempt, end the attempt (kept, as abandoned) and say so."""
+def _version_or_withdrawn(placement: Placement, slug: str, attempt: CaseAttempt) -> tuple[str, int] | ContentVersion:
+    """The version the attempt plays; if the case left this placement mid-attempt, end the
+    attempt (kept, as abandoned) and return the page that says so."""
     found = published_case(db.session, placement.platform_id, slug)
     if attempt.status == "ended" or (found is not None and in_scope(placement, found[1])):
-        return None
+        # Usually the attempt plays the published version: then it is already loaded.
+        if found is not None and found[0].id == attempt.content_version_id:
+            return found[0]
+        version = db.session.get(ContentVersion, attempt.content_version_id)
+        assert version is not None
+        return version
     abandon(db.session, attempt, utcnow())
     db.session.commit()
     version = db.session.get(ContentVersion, attempt.content_version_id)
@@ -128,14 +134,12 @@ def start(placement_id: int, slug: str) -> WerkzeugResponse | tuple[str, int]:
 def play(placement_id: int, slug: str, attempt_id: int) -> WerkzeugResponse | str | tuple[str, int]:
     placement = placement_or_404(placement_id)
     attempt = _attempt_or_404(placement, slug, attempt_id)
-    version = db.session.get(ContentVersion, attempt.content_version_id)
-    assert version is not None
-    case = case_of(version)
     if attempt.status == "ended":
         return redirect(url_for("cases.debrief", placement_id=placement.id, slug=slug, attempt_id=attempt.id))
-    closed = _withdrawn(placement, slug, attempt)
-    if closed is not None:
-        return closed
+    version = _version_or_withdrawn(placement, slug, attempt)
+    if not isinstance(version, ContentVersion):
+        return version
+    case = case_of(version)
     state = state_of(db.session, attempt, case)
     node = case.node(state.current_node)
     taken, remaining = engine.progress(case, state)
@@ -161,11 +165,9 @@ def submit(placement_id: int, slug: str, attempt_id: int) -> WerkzeugResponse | 
     attempt = _attempt_or_404(placement, slug, attempt_id)
     if not StepForm().validate_on_submit():
         abort_with(400, "This form's security token was missing or expired. Reload the page and try again.")
-    closed = _withdrawn(placement, slug, attempt)
-    if closed is not None:
-        return closed
-    version = db.session.get(ContentVersion, attempt.content_version_id)
-    assert version is not None
+    version = _version_or_withdrawn(placement, slug, attempt)
+    if not isinstance(version, ContentVersion):
+        return version
     case = case_of(version)
     step_field = request.form.get("step", "")
     # End the transaction that only read, so the answer's own starts by taking the attempt's lock.
@@ -195,11 +197,9 @@ def back(placement_id: int, slug: str, attempt_id: int) -> WerkzeugResponse | tu
     attempt = _attempt_or_404(placement, slug, attempt_id)
     if not StepForm().validate_on_submit():
         abort_with(400, "This form's security token was missing or expired. Reload the page and try again.")
-    closed = _withdrawn(placement, slug, attempt)
-    if closed is not None:
-        return closed
-    version = db.session.get(ContentVersion, attempt.content_version_id)
-    assert version is not None
+    version = _version_or_withdrawn(placement, slug, attempt)
+    if not isinstance(version, ContentVersion):
+        return version
     db.session.commit()  # as in submit: the lock comes first in the transaction that writes
     try:
         go_back(db.session, attempt, case_of(version), utcnow())
