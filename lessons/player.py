@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from flask import Blueprint, Response, jsonify, redirect, render_template, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
@@ -11,21 +13,45 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 from course.access import allow, placement_or_404
 from course.completion import evaluate
 from course.completion_views import home_panel
+from course.content import version_cache
 from course.database import db, utcnow
 from course.errors import abort_with
 from course.models import LessonProgress
 from course.progress import complete_lesson, heartbeat, lesson_statuses, open_lesson, resume_point
-from lessons.outline import in_scope, lessons_for, outline
+from lessons.outline import LessonEntry, in_scope, lessons_for, outline
 from lessons.render import render_markdown
+from lessons.schema import parse_lesson
 
 bp = Blueprint(
     "lessons", __name__, template_folder="templates", static_folder="static", static_url_path="/lessons/static"
 )
 EVERYONE = ("learner", "trainer", "hr", "admin")
+RENDERED_CACHE_SIZE = 256
 
 
 class CompleteForm(FlaskForm):
     """Only the CSRF token: the lesson is in the URL."""
+
+
+@dataclass(frozen=True)
+class RenderedLesson:
+    """What a lesson page shows of a published version, rendered once."""
+
+    objectives: tuple[str, ...]
+    body_html: str
+
+
+def _rendered(entry: LessonEntry) -> RenderedLesson:
+    """A version's objectives and sanitised HTML, kept per version id (versions never change)."""
+    source, slug, module = entry.version.source, entry.slug, entry.module
+
+    def render() -> RenderedLesson:
+        parsed, _ = parse_lesson(source, f"{slug}.md", [module])
+        if parsed is None:
+            return RenderedLesson((), render_markdown(""))
+        return RenderedLesson(tuple(parsed.objectives), render_markdown(parsed.body))
+
+    return version_cache("lessons.rendered", RENDERED_CACHE_SIZE).get(entry.version.id, render)
 
 
 def _lessons_in_scope(placement):  # type: ignore[no-untyped-def]
@@ -67,24 +93,22 @@ def lesson(placement_id: int, slug: str) -> str:
     if index is None:
         abort_with(404, "That lesson isn't part of this course, or it isn't published yet.")
     entry = lessons[index]
+    version_id = entry.version.id
+    page = _rendered(entry)
     # End the reading transaction: on SQLite a write after reads fails when another request wrote
     # in between ("database is locked"), while a transaction that starts with it waits its turn.
     db.session.commit()
     progress = open_lesson(
-        db.session, user_id=current_user.id, placement_id=placement.id, slug=slug, version_id=entry.version.id,
+        db.session, user_id=current_user.id, placement_id=placement.id, slug=slug, version_id=version_id,
         now=utcnow(),
     )
     db.session.commit()
-    from lessons.schema import parse_lesson
-
-    parsed, _ = parse_lesson(entry.version.source, f"{slug}.md", [entry.module])
-    body = parsed.body if parsed else ""
     return render_template(
         "lessons/lesson.html",
         placement=placement,
         entry=entry,
-        objectives=parsed.objectives if parsed else (),
-        body_html=render_markdown(body),
+        objectives=page.objectives,
+        body_html=page.body_html,
         previous=lessons[index - 1] if index > 0 else None,
         following=lessons[index + 1] if index + 1 < len(lessons) else None,
         progress=progress,
