@@ -15,10 +15,12 @@ from typing import Any, TypeVar
 from urllib.parse import urlencode, urlsplit
 
 from sqlalchemy import Select, delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
 from course.completion import SETTING_KEYS, Rule, RuleError, rule_from_settings, save_rule
+from course.database import utcnow
 from course.models import Context, Placement, Platform, User
 from plugin.claims import LaunchMessage
 from plugin.errors import LaunchError
@@ -315,21 +317,29 @@ def accept_launch(
 
 def _upsert_user(session: Session, platform: Platform, message: LaunchMessage, now: datetime) -> User:
     assert message.subject is not None
-    subject = message.subject
-    user = _found_or_added(
-        session,
-        select(User).where(User.platform_id == platform.id, User.sub == subject),
-        lambda: User(platform_id=platform.id, sub=subject),
-    )
     # The LMS is the source of truth for names and emails: refresh them on every launch.
-    user.name = message.name or " ".join(filter(None, (message.given_name, message.family_name))) or None
-    user.given_name = message.given_name
-    user.family_name = message.family_name
-    user.email = message.email
-    user.lis_person_sourcedid = message.lis_person_sourcedid
-    user.last_launch_at = now
-    session.flush()
-    return user
+    fresh = {
+        "name": message.name or " ".join(filter(None, (message.given_name, message.family_name))) or None,
+        "given_name": message.given_name,
+        "family_name": message.family_name,
+        "email": message.email,
+        "lis_person_sourcedid": message.lis_person_sourcedid,
+        "last_launch_at": now,
+        "updated_at": utcnow(),
+    }
+    # One round trip where a SELECT and an UPDATE took two; a course's first learners arriving
+    # together meet in ON CONFLICT rather than in a unique-key error.
+    statement = (
+        _insert_for(session)(User)
+        .values(platform_id=platform.id, sub=message.subject, created_at=fresh["updated_at"], **fresh)
+        .on_conflict_do_update(index_elements=[User.platform_id, User.sub], set_=fresh)
+        .returning(User)
+    )
+    return session.scalars(statement, execution_options={"populate_existing": True}).one()
+
+
+def _insert_for(session: Session):  # type: ignore[no-untyped-def]
+    return (postgresql if session.get_bind().dialect.name == "postgresql" else sqlite).insert
 
 
 def _found_or_added(session: Session, query: Select[tuple[Row]], make: Callable[[], Row]) -> Row:
@@ -383,7 +393,14 @@ def _record_placement(
         return None
     # The platform's deployments were loaded for validation; no need to ask the database again.
     deployment = next(d for d in platform.deployments if d.deployment_id == message.deployment_id)
-    context = _found_or_added(
+    # Usually both exist already: one query finds them together.
+    known = session.execute(
+        select(Context, Placement)
+        .join(Placement, Placement.context_id == Context.id)
+        .where(Context.deployment_id == deployment.id, Context.lms_context_id == message.context.id,
+               Placement.resource_link_id == message.resource_link.id)
+    ).first()
+    context = known[0] if known is not None else _found_or_added(
         session,
         select(Context).where(Context.deployment_id == deployment.id, Context.lms_context_id == message.context.id),
         lambda: Context(platform_id=platform.id, deployment_id=deployment.id, lms_context_id=message.context.id),
@@ -394,7 +411,7 @@ def _record_placement(
         context.memberships_url = message.nrps.context_memberships_url
     session.flush()
 
-    placement = _found_or_added(
+    placement = known[1] if known is not None else _found_or_added(
         session,
         select(Placement).where(
             Placement.context_id == context.id, Placement.resource_link_id == message.resource_link.id
