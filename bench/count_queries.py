@@ -1,4 +1,4 @@
-"""How many SQL statements each request of a launch and of a case step sends to PostgreSQL.
+"""How many SQL statements each request of a launch, a lesson page and a case step sends to PostgreSQL.
 
 On this machine the launch and the case step are bound by database round trips, not by
 crypto or templates (see the README's Benchmarks section), so the statement count per
@@ -89,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
             home = landing.headers["Location"]  # type: ignore[attr-defined]
             step("GET course home", count, "GET", home)
         placement = int(re.search(r"/p/(\d+)/", home).group(1))  # type: ignore[union-attr]
+        lesson = re.search(r'href="(/p/\d+/lessons/[^"/]+)"', client.get(home, headers=headers).get_data(as_text=True))
+        for count in (False, True):
+            step("GET lesson page", count, "GET", lesson.group(1))  # type: ignore[union-attr]
         case = shipped_case()
         intro = client.get(f"/p/{placement}/cases/{case.id}", headers=headers).get_data(as_text=True)
         csrf = b.csrf_token(intro)
@@ -112,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.show:
             for statement in statements:
                 print("    " + statement)
-    launch_total = sum(number for label, number, _ in rows if "answer" not in label)
+    launch_total = sum(number for label, number, _ in rows if label.startswith(("POST /lti", "GET /lti", "GET course")))
     print(f"{'whole launch'.ljust(width)}  {launch_total:>10}")
     return 0
 
