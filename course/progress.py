@@ -31,26 +31,25 @@ def open_lesson(
     session: Session, *, user_id: int, placement_id: int, slug: str, version_id: int, now: datetime
 ) -> LessonProgress:
     """Record a view of a lesson; reloads and double clicks only move `last_opened_at`."""
-    table = LessonProgress.__table__
+    # One round trip: the upsert locks the row and RETURNING reads it (populate_existing, since
+    # the statement bypasses the identity map), where an upsert and a SELECT took two.
     statement = (
-        _insert(session)(table)
+        _insert(session)(LessonProgress)
         .values(
             user_id=user_id, placement_id=placement_id, lesson_slug=slug, content_version_id=version_id,
             first_opened_at=now, last_opened_at=now, last_active_at=now, seconds_spent=0,
         )
         .on_conflict_do_update(
-            index_elements=[table.c.user_id, table.c.placement_id, table.c.lesson_slug],
+            index_elements=[LessonProgress.user_id, LessonProgress.placement_id, LessonProgress.lesson_slug],
             set_={"last_opened_at": now, "last_active_at": now},
         )
+        .returning(LessonProgress)
     )
-    session.execute(statement)
-    progress = _progress(session, user_id, placement_id, slug)
-    assert progress is not None
-    return progress
+    return session.scalars(statement, execution_options={"populate_existing": True}).one()
 
 
 def _progress(session: Session, user_id: int, placement_id: int, slug: str) -> LessonProgress | None:
-    # populate_existing: the upsert above bypassed the identity map, so reload the row.
+    # populate_existing: an upsert may have bypassed the identity map, so reload the row.
     return session.scalar(
         select(LessonProgress)
         .where(
