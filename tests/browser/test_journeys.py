@@ -454,11 +454,21 @@ def test_hr_downloads_the_completion_export_and_the_files_open(
         frame.get_by_role("button", name="XLSX").click()
     xlsx_path = tmp_path / xlsx_download.value.suggested_filename
     xlsx_download.value.save_as(xlsx_path)
-    sheet = openpyxl.load_workbook(xlsx_path, read_only=True).active
-    assert sheet is not None
-    cells = [[str(value) for value in row if value is not None] for row in sheet.iter_rows(values_only=True)]
+    workbook = openpyxl.load_workbook(xlsx_path, read_only=True)
+    try:
+        sheet = workbook.active
+        assert sheet is not None
+        cells = [[str(value) for value in row if value is not None] for row in sheet.iter_rows(values_only=True)]
+    finally:
+        workbook.close()  # read-only workbooks keep their file open until closed
     assert len(cells) == len(rows) + 1  # the header, then the same rows as the CSV
     assert any("Hana Hughes" in row and "in progress" in row for row in cells)
+
+    # Both downloads are logged as finished, with their row counts, once the files were sent.
+    frame.get_by_role("navigation", name="Staff").get_by_role("link", name="Exports").click()
+    logged = frame.get_by_role("table").filter(has_text="Result").get_by_role("row")
+    expect(logged.filter(has_text="xlsx").first).to_contain_text(f"complete{len(rows)}")
+    expect(logged.filter(has_text="csv").first).to_contain_text(f"complete{len(rows)}")
 
 
 # --- the checks check ---------------------------------------------------------------------------
