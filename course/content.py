@@ -18,7 +18,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from flask import Flask, current_app, has_app_context
 from sqlalchemy import event, func, or_, select, update
-from sqlalchemy.orm import Session, contains_eager
+from sqlalchemy.orm import Session, contains_eager, defer
 
 from course.models import ContentDraft, ContentItem, ContentVersion
 
@@ -163,16 +163,22 @@ def effective_version(session: Session, platform_id: int | None, kind: str, slug
     )
 
 
-def effective_versions(session: Session, platform_id: int | None, kind: str) -> list[ContentVersion]:
-    """The version learners see of every item of a kind, tenant copies winning."""
+def effective_versions(
+    session: Session, platform_id: int | None, kind: str, *, with_source: bool = False
+) -> list[ContentVersion]:
+    """The version learners see of every item of a kind, tenant copies winning.
+
+    The source text is loaded when first read unless `with_source` (pages use what was parsed
+    or rendered from it, kept per version id, so most requests never need it).
+    """
     # A course home asks twice (the outline, then the completion panel): the second answer
     # comes from this transaction's memo, which any flush forgets (it may publish a version).
-    key = (platform_id, kind)
+    key = (platform_id, kind, with_source)
     memo = session.info.get(_MEMO)
     transaction = session.get_transaction()
     if memo is not None and transaction is not None and memo[0] is transaction and key in memo[1]:
         return list(memo[1][key])
-    versions = _read_effective_versions(session, platform_id, kind)
+    versions = _read_effective_versions(session, platform_id, kind, with_source)
     transaction = session.get_transaction()
     if memo is None or memo[0] is not transaction:
         if not event.contains(session, "after_flush", _forget_effective_versions):
@@ -186,7 +192,9 @@ def _forget_effective_versions(session: Session, *_: object) -> None:
     session.info.pop(_MEMO, None)
 
 
-def _read_effective_versions(session: Session, platform_id: int | None, kind: str) -> list[ContentVersion]:
+def _read_effective_versions(
+    session: Session, platform_id: int | None, kind: str, with_source: bool
+) -> list[ContentVersion]:
     latest = (
         select(ContentVersion.item_id, func.max(ContentVersion.number).label("number"))
         .group_by(ContentVersion.item_id)
@@ -197,10 +205,11 @@ def _read_effective_versions(session: Session, platform_id: int | None, kind: st
         owner = or_(owner, ContentItem.platform_id == platform_id)
     # The item is loaded with its version (and kept on it: the session's identity map holds
     # objects weakly), so `version.item.slug` costs no further round trip.
+    query = select(ContentVersion).join(ContentVersion.item).options(contains_eager(ContentVersion.item))
+    if not with_source:
+        query = query.options(defer(ContentVersion.source))
     versions = session.scalars(
-        select(ContentVersion)
-        .join(ContentVersion.item)
-        .options(contains_eager(ContentVersion.item))
+        query
         .join(latest, (latest.c.item_id == ContentVersion.item_id) & (latest.c.number == ContentVersion.number))
         .where(ContentItem.kind == kind, owner)
     ).all()
@@ -278,7 +287,7 @@ def export_items(session: Session, kinds: Sequence[ContentKind], platform_id: in
     files: dict[str, str] = {}
     for kind in kinds:
         files.update(kind.extra_files())
-        for version in effective_versions(session, platform_id, kind.name):
+        for version in effective_versions(session, platform_id, kind.name, with_source=True):
             parsed = ParsedContent(
                 slug=_slug_of(session, version), title=version.title, version=version.number,
                 text=kind.with_version(version.source, version.number), meta=version.meta,

@@ -43,10 +43,9 @@ class RenderedLesson:
 
 def _rendered(entry: LessonEntry) -> RenderedLesson:
     """A version's objectives and sanitised HTML, kept per version id (versions never change)."""
-    source, slug, module = entry.version.source, entry.slug, entry.module
-
     def render() -> RenderedLesson:
-        parsed, _ = parse_lesson(source, f"{slug}.md", [module])
+        # Only on a miss: the outline loads versions without their source.
+        parsed, _ = parse_lesson(entry.version.source, f"{entry.slug}.md", [entry.module])
         if parsed is None:
             return RenderedLesson((), render_markdown(""))
         return RenderedLesson(tuple(parsed.objectives), render_markdown(parsed.body))

@@ -37,9 +37,9 @@ class AttemptError(Exception):
 def case_of(version: ContentVersion) -> Case:
     """The case a published version holds, parsed and validated once per version and app."""
     # Published versions never change, so a parsed case can be kept per version id.
-    source, version_id = version.source, version.id
+    # The source is read only on a miss: lists of versions load it deferred.
     return version_cache("quizzes.cases", CASE_CACHE_SIZE).get(
-        version_id, lambda: load_case(source, f"version-{version_id}.yaml")
+        version.id, lambda: load_case(version.source, f"version-{version.id}.yaml")
     )
 
 
