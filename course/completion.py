@@ -30,9 +30,10 @@ from sqlalchemy.orm import Session
 
 from course import statuses
 from course.grades import queue_grade
-from course.models import CaseAttempt, CompletionRecord, ContentVersion, Context, LessonProgress, Placement, User
+from course.models import CaseAttempt, CompletionRecord, ContentVersion, Context, Placement, User
+from course.progress import progress_rows
 from lessons.outline import LessonEntry, in_scope, lessons_for
-from quizzes.attempts import case_of, counted, published_cases
+from quizzes.attempts import attempts_in_placement, case_of, counted, published_cases
 from quizzes.case_format import Case
 
 logger = logging.getLogger("rebound.completion")
@@ -355,19 +356,8 @@ def standing(session: Session, *, user: User, placement: Placement, now: datetim
     # After a record expires, a retake counts what is done again since that record.
     since = latest.completed_at if latest is not None and current is None else None
 
-    progress = {
-        p.lesson_slug: p
-        for p in session.scalars(
-            select(LessonProgress).where(LessonProgress.user_id == user.id, LessonProgress.placement_id == placement.id)
-        )
-    }
-    attempts: dict[str, list[CaseAttempt]] = {}
-    for attempt in session.scalars(
-        select(CaseAttempt)
-        .where(CaseAttempt.user_id == user.id, CaseAttempt.placement_id == placement.id)
-        .order_by(CaseAttempt.number)
-    ):
-        attempts.setdefault(attempt.case_slug, []).append(attempt)
+    progress = {p.lesson_slug: p for p in progress_rows(session, user_id=user.id, placement_id=placement.id)}
+    attempts = attempts_in_placement(session, user_id=user.id, placement_id=placement.id)
     versions = _version_numbers(
         session,
         [p.completed_version_id for p in progress.values()]

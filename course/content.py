@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -18,7 +18,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from flask import Flask, current_app, has_app_context
 from sqlalchemy import event, func, or_, select, update
-from sqlalchemy.orm import Session, contains_eager, defer
+from sqlalchemy.orm import ORMExecuteState, Session, contains_eager, defer
 
 from course.models import ContentDraft, ContentItem, ContentVersion
 
@@ -81,7 +81,7 @@ class StaleDraft(ContentError):
         self.draft = draft
 
 
-_MEMO = "rebound.effective_versions"
+_MEMO = "rebound.transaction_memo"
 
 
 def content_kinds(app: Flask | None = None) -> dict[str, ContentKind]:
@@ -163,6 +163,36 @@ def effective_version(session: Session, platform_id: int | None, kind: str, slug
     )
 
 
+def remembered(session: Session, key: Hashable, load: Callable[[], list[T]]) -> list[T]:
+    """What `load` reads, read once per transaction: a page that asks twice (the course home's
+    outline, then its completion panel) makes one round trip. Any write through the session
+    (a flush, or an INSERT/UPDATE/DELETE it executes) forgets everything remembered."""
+    memo = session.info.get(_MEMO)
+    transaction = session.get_transaction()
+    if memo is not None and transaction is not None and memo[0] is transaction and key in memo[1]:
+        return list(memo[1][key])
+    rows = load()
+    transaction = session.get_transaction()
+    if transaction is None:
+        return rows
+    if memo is None or memo[0] is not transaction:
+        if not event.contains(session, "after_flush", _forget):
+            event.listen(session, "after_flush", _forget)
+            event.listen(session, "do_orm_execute", _forget_on_write)
+        memo = session.info[_MEMO] = (transaction, {})
+    memo[1][key] = rows
+    return list(rows)
+
+
+def _forget(session: Session, *_: object) -> None:
+    session.info.pop(_MEMO, None)
+
+
+def _forget_on_write(state: ORMExecuteState) -> None:
+    if not state.is_select:
+        state.session.info.pop(_MEMO, None)
+
+
 def effective_versions(
     session: Session, platform_id: int | None, kind: str, *, with_source: bool = False
 ) -> list[ContentVersion]:
@@ -171,25 +201,10 @@ def effective_versions(
     The source text is loaded when first read unless `with_source` (pages use what was parsed
     or rendered from it, kept per version id, so most requests never need it).
     """
-    # A course home asks twice (the outline, then the completion panel): the second answer
-    # comes from this transaction's memo, which any flush forgets (it may publish a version).
-    key = (platform_id, kind, with_source)
-    memo = session.info.get(_MEMO)
-    transaction = session.get_transaction()
-    if memo is not None and transaction is not None and memo[0] is transaction and key in memo[1]:
-        return list(memo[1][key])
-    versions = _read_effective_versions(session, platform_id, kind, with_source)
-    transaction = session.get_transaction()
-    if memo is None or memo[0] is not transaction:
-        if not event.contains(session, "after_flush", _forget_effective_versions):
-            event.listen(session, "after_flush", _forget_effective_versions)
-        memo = session.info[_MEMO] = (transaction, {})
-    memo[1][key] = versions
-    return list(versions)
-
-
-def _forget_effective_versions(session: Session, *_: object) -> None:
-    session.info.pop(_MEMO, None)
+    return remembered(
+        session, ("effective_versions", platform_id, kind, with_source),
+        lambda: _read_effective_versions(session, platform_id, kind, with_source),
+    )
 
 
 def _read_effective_versions(

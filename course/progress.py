@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from course.content import remembered
 from course.models import LessonProgress
 
 HEARTBEAT_CREDIT_CAP = timedelta(seconds=60)
@@ -119,14 +120,19 @@ class LessonStatus:
         return "in progress" if self.first_opened_at is not None else "not started"
 
 
+def progress_rows(session: Session, *, user_id: int, placement_id: int) -> list[LessonProgress]:
+    """A learner's lesson progress rows in a placement (read once per transaction)."""
+    return remembered(
+        session, ("lesson_progress", user_id, placement_id),
+        lambda: list(session.scalars(
+            select(LessonProgress).where(LessonProgress.user_id == user_id, LessonProgress.placement_id == placement_id)
+        )),
+    )
+
+
 def lesson_statuses(session: Session, *, user_id: int, placement_id: int, slugs: Sequence[str]) -> list[LessonStatus]:
     """Every listed lesson's status for a learner in a placement, in the order given."""
-    rows = {
-        p.lesson_slug: p
-        for p in session.scalars(
-            select(LessonProgress).where(LessonProgress.user_id == user_id, LessonProgress.placement_id == placement_id)
-        )
-    }
+    rows = {p.lesson_slug: p for p in progress_rows(session, user_id=user_id, placement_id=placement_id)}
     statuses = []
     for slug in slugs:
         p = rows.get(slug)

@@ -15,7 +15,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from course.content import effective_version, effective_versions, version_cache
+from course.content import effective_version, effective_versions, remembered, version_cache
 from course.models import CaseAttempt, CaseStep, ContentVersion
 from quizzes import engine
 from quizzes.case_format import Case
@@ -64,6 +64,22 @@ def attempts_of(session: Session, *, user_id: int, placement_id: int, slug: str)
             .order_by(CaseAttempt.number)
         )
     )
+
+
+def attempts_in_placement(session: Session, *, user_id: int, placement_id: int) -> dict[str, list[CaseAttempt]]:
+    """A learner's attempts in a placement by case, oldest first (read once per transaction)."""
+    attempts = remembered(
+        session, ("case_attempts", user_id, placement_id),
+        lambda: list(session.scalars(
+            select(CaseAttempt)
+            .where(CaseAttempt.user_id == user_id, CaseAttempt.placement_id == placement_id)
+            .order_by(CaseAttempt.case_slug, CaseAttempt.number)
+        )),
+    )
+    by_case: dict[str, list[CaseAttempt]] = {}
+    for attempt in attempts:
+        by_case.setdefault(attempt.case_slug, []).append(attempt)
+    return by_case
 
 
 def _steps(session: Session, attempt: CaseAttempt) -> list[CaseStep]:

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from flask import Flask, url_for
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from course.content import content_kinds
-from course.models import CaseAttempt, Placement
+from course.models import Placement
 from lessons.outline import ActivityEntry, activity_sources
 from plugin.models import Launch
 from plugin.web import launch_targets
 from quizzes import editor, player
-from quizzes.attempts import counted, published_cases
+from quizzes.attempts import attempts_in_placement, counted, published_cases
 from quizzes.kind import CaseKind
 
 
@@ -26,21 +25,9 @@ def case_status(attempts, case) -> str:  # type: ignore[no-untyped-def]
     return "Not started"
 
 
-def _attempts_by_case(session: Session, *, user_id: int, placement_id: int) -> dict[str, list[CaseAttempt]]:
-    """A learner's attempts in a placement by case, oldest first: one query for the whole course home."""
-    by_case: dict[str, list[CaseAttempt]] = {}
-    for attempt in session.scalars(
-        select(CaseAttempt)
-        .where(CaseAttempt.user_id == user_id, CaseAttempt.placement_id == placement_id)
-        .order_by(CaseAttempt.case_slug, CaseAttempt.number)
-    ):
-        by_case.setdefault(attempt.case_slug, []).append(attempt)
-    return by_case
-
-
 def _activities(session: Session, placement: Placement, user_id: int) -> dict[str, list[ActivityEntry]]:
     by_module: dict[str, list[ActivityEntry]] = {}
-    all_attempts = _attempts_by_case(session, user_id=user_id, placement_id=placement.id)
+    all_attempts = attempts_in_placement(session, user_id=user_id, placement_id=placement.id)
     for _version, case in sorted(published_cases(session, placement.platform_id), key=lambda vc: vc[1].title):
         if not player.in_scope(placement, case):
             continue
