@@ -84,8 +84,6 @@ def complete(placement_id: int) -> WerkzeugResponse:
     placement = placement_or_404(placement_id)
     user = _own_user()
     form = CompleteForm()
-    if not form.validate_on_submit():
-        abort_with(400, "This form's security token was missing or expired. Reload the page and try again.")
     now = utcnow()
     found = completion.standing(db.session, user=user, placement=placement, now=now)
     if found.current is None and found.requirements_met and found.rule.attestation and not form.attest.data:
@@ -257,9 +255,6 @@ def settings_page(placement_id: int) -> WerkzeugResponse | str | tuple[str, int]
     general: list[str] = []
     if request.method == "POST":
         valid = form.validate_on_submit()
-        if form.csrf_token.errors:
-            abort_with(400, "This form's security token was missing or expired, so nothing was saved. "
-                            "Reload the page and submit the form again.")
         rule, general = _rule_from_form(form, case_ids)
         if valid and rule is not None:
             completion.save_rule(db.session, placement, rule)

@@ -114,8 +114,6 @@ def case_intro(placement_id: int, slug: str) -> str:
 def start(placement_id: int, slug: str) -> WerkzeugResponse | tuple[str, int]:
     placement = placement_or_404(placement_id)
     version, case = _case_or_404(placement, slug)
-    if not StepForm().validate_on_submit():
-        abort_with(400, "This form's security token was missing or expired. Reload the page and try again.")
     db.session.commit()  # as in submit: the lock comes first in the transaction that writes
     try:
         attempt = start_attempt(
@@ -163,8 +161,6 @@ def play(placement_id: int, slug: str, attempt_id: int) -> WerkzeugResponse | st
 def submit(placement_id: int, slug: str, attempt_id: int) -> WerkzeugResponse | tuple[str, int]:
     placement = placement_or_404(placement_id)
     attempt = _attempt_or_404(placement, slug, attempt_id)
-    if not StepForm().validate_on_submit():
-        abort_with(400, "This form's security token was missing or expired. Reload the page and try again.")
     version = _version_or_withdrawn(placement, slug, attempt)
     if not isinstance(version, ContentVersion):
         return version
@@ -195,8 +191,6 @@ def submit(placement_id: int, slug: str, attempt_id: int) -> WerkzeugResponse | 
 def back(placement_id: int, slug: str, attempt_id: int) -> WerkzeugResponse | tuple[str, int]:
     placement = placement_or_404(placement_id)
     attempt = _attempt_or_404(placement, slug, attempt_id)
-    if not StepForm().validate_on_submit():
-        abort_with(400, "This form's security token was missing or expired. Reload the page and try again.")
     version = _version_or_withdrawn(placement, slug, attempt)
     if not isinstance(version, ContentVersion):
         return version
