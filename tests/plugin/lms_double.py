@@ -143,3 +143,28 @@ def platform_jwks() -> str:
     key, kid = platform_key()
     jwk = jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key(), as_dict=True)
     return json.dumps({"keys": [{**jwk, "kid": kid, "alg": "RS256", "use": "sig"}]})
+
+
+def register_development_lms(app: Flask, tool: str = TOOL) -> Platform:
+    """The built-in development LMS registered with the tool, which reads its JWKS in-process."""
+    from urllib.parse import urlsplit
+
+    from plugin.dev_lms import platform as dev_lms
+
+    urls = dev_lms.urls(tool)
+    platform = register_platform(
+        db.session, name="Rebound development LMS", issuer=urls["issuer"], client_id=dev_lms.CLIENT_ID,
+        auth_login_url=urls["auth"], auth_token_url=urls["token"], jwks_url=urls["jwks"],
+        deployment_ids=[dev_lms.DEPLOYMENT_ID],
+    )
+    db.session.commit()
+    fetcher = app.test_client()
+
+    def fetch(url: str) -> str:
+        response = fetcher.get(urlsplit(url).path, base_url=tool)
+        if response.status_code != 200:
+            raise FetchError(f"HTTP status {response.status_code}")
+        return response.get_data(as_text=True)
+
+    app.extensions["rebound.http_fetch"] = fetch
+    return platform

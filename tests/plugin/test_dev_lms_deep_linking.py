@@ -23,10 +23,9 @@ from plugin import web
 from plugin.dev_lms import deep_linking as dl
 from plugin.dev_lms import platform as lms
 from plugin.dev_lms.services import service_state
-from plugin.platform_keys import FetchError
-from plugin.registrations import register_platform
 from plugin.tool_keys import Keyring, generate_key, sign_jwt
 from tests.helpers import csrf_token_from
+from tests.plugin.lms_double import register_development_lms
 
 TOOL = "https://rebound.test"
 ACME = "acme-social-101"
@@ -36,22 +35,7 @@ _HIDDEN = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)"')
 @pytest.fixture
 def dev_lms(app: Flask, course_content: None) -> FlaskClient:
     """The development LMS registered with the tool; the tool reaches its JWKS in-process."""
-    urls = lms.urls(TOOL)
-    register_platform(
-        db.session, name="Rebound development LMS", issuer=urls["issuer"], client_id=lms.CLIENT_ID,
-        auth_login_url=urls["auth"], auth_token_url=urls["token"], jwks_url=urls["jwks"],
-        deployment_ids=[lms.DEPLOYMENT_ID],
-    )
-    db.session.commit()
-    fetcher = app.test_client()
-
-    def fetch(url: str) -> str:
-        response = fetcher.get(urlsplit(url).path, base_url=TOOL)
-        if response.status_code != 200:
-            raise FetchError(f"HTTP status {response.status_code}")
-        return response.get_data(as_text=True)
-
-    app.extensions["rebound.http_fetch"] = fetch
+    register_development_lms(app, TOOL)
     return app.test_client()
 
 

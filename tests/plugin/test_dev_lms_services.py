@@ -28,10 +28,9 @@ from plugin import claims as c
 from plugin import nrps, outbox, web
 from plugin.dev_lms import platform as lms
 from plugin.dev_lms import services
-from plugin.platform_keys import FetchError
-from plugin.registrations import register_platform
 from plugin.service_tokens import ServiceError, access_token, client_for
 from plugin.tool_keys import Keyring, client_assertion, generate_key, sign_jwt
+from tests.plugin.lms_double import register_development_lms
 
 TOOL = "https://rebound.test"
 LMS = lms.urls(TOOL)
@@ -42,22 +41,7 @@ _HIDDEN = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)"')
 @pytest.fixture
 def dev_lms(app: Flask, course_content: None) -> Platform:
     """The development LMS registered with the tool, its JWKS read in-process."""
-    platform = register_platform(
-        db.session, name="Rebound development LMS", issuer=LMS["issuer"], client_id=lms.CLIENT_ID,
-        auth_login_url=LMS["auth"], auth_token_url=LMS["token"], jwks_url=LMS["jwks"],
-        deployment_ids=[lms.DEPLOYMENT_ID],
-    )
-    db.session.commit()
-    fetcher = app.test_client()
-
-    def fetch(url: str) -> str:
-        response = fetcher.get(urlsplit(url).path, base_url=TOOL)
-        if response.status_code != 200:
-            raise FetchError(f"HTTP status {response.status_code}")
-        return response.get_data(as_text=True)
-
-    app.extensions["rebound.http_fetch"] = fetch
-    return platform
+    return register_development_lms(app, TOOL)
 
 
 @pytest.fixture
