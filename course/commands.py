@@ -18,7 +18,7 @@ from sqlalchemy.exc import OperationalError
 from course import migrate
 from course.accounts.services import AccountError, create_account, find_platform
 from course.config import SETTINGS, Settings, redacted_database_url
-from course.content import content_kinds, export_items, import_items, import_shipped
+from course.content import ContentKind, ParsedContent, content_kinds, export_items, import_items, import_shipped
 from course.database import db, utcnow
 from course.models import LocalAccount
 from course.models.people import LOCAL_ROLES
@@ -224,21 +224,10 @@ def _tenant(platform_ref: str | None) -> int | None:
 def content_import(directory: Path, platform_ref: str | None) -> None:
     """Import lessons/ and cases/ from DIRECTORY; every file is validated first, and nothing
     is stored unless all of them pass."""
-    kinds = list(content_kinds().values())
     tenant = _tenant(platform_ref)
-    batches = []
-    problems: list[str] = []
-    for kind in kinds:
-        folder = directory / kind.folder
-        if not folder.is_dir():
-            continue
-        items, found = kind.read_directory(folder)
-        problems.extend(found)
-        batches.append((kind, items))
+    batches, problems = _read_content_folder(directory)
     if problems:
         raise click.ClickException("Nothing was imported; fix these first:\n" + "\n".join(problems))
-    if not batches:
-        raise click.ClickException(f"{directory} has neither a lessons/ nor a cases/ folder.")
     now, summary = utcnow(), []
     for kind, items in batches:
         created, unchanged = import_items(
@@ -267,14 +256,29 @@ def content_export(directory: Path, platform_ref: str | None) -> None:
 @click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
 def content_check(directory: Path) -> None:
     """Validate a content folder without importing it."""
+    batches, problems = _read_content_folder(directory)
+    if problems:
+        raise click.ClickException("\n".join(problems))
+    counted = ", ".join(f"{len(items)} {kind.label.lower()}(s)" for kind, items in batches)
+    click.echo(f"No problems found in {counted}.")
+
+
+def _read_content_folder(directory: Path) -> tuple[list[tuple[ContentKind, list[ParsedContent]]], list[str]]:
+    """Every item under DIRECTORY's lessons/ and cases/ folders, with every problem found."""
+    batches: list[tuple[ContentKind, list[ParsedContent]]] = []
     problems: list[str] = []
     for kind in content_kinds().values():
         folder = directory / kind.folder
         if folder.is_dir():
-            problems.extend(kind.read_directory(folder)[1])
-    if problems:
-        raise click.ClickException("\n".join(problems))
-    click.echo("No problems found.")
+            items, found = kind.read_directory(folder)
+            batches.append((kind, items))
+            problems.extend(found)
+    if not batches:
+        folders = " nor a ".join(f"{kind.folder}/" for kind in content_kinds().values())
+        raise click.ClickException(
+            f"{directory} has neither a {folders} folder; give the folder `rebound content export` writes."
+        )
+    return batches, problems
 
 
 def prepare_content() -> None:

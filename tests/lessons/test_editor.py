@@ -208,3 +208,19 @@ def test_import_refuses_a_folder_with_any_bad_file_and_stores_nothing(
     assert "02-apologizing-well.md:5" in result.output and "order" in result.output
     assert "also used by" in result.output
     assert db.session.scalar(select(ContentVersion.id).order_by(ContentVersion.id.desc()).limit(1)) == before
+
+
+def test_check_and_import_refuse_a_folder_that_holds_no_content_folders(app: Flask, tmp_path: Path) -> None:
+    runner = app.test_cli_runner()
+    for command in ("check", "import"):
+        result = runner.invoke(args=["content", command, str(tmp_path)])
+        assert result.exit_code == 1
+        assert "has neither a lessons/ nor a cases/ folder" in result.output
+
+
+def test_check_says_how_much_it_checked(app: Flask, course_content: None, tmp_path: Path) -> None:
+    runner = app.test_cli_runner()
+    runner.invoke(args=["content", "export", str(tmp_path)])
+    result = runner.invoke(args=["content", "check", str(tmp_path)])
+    assert result.exit_code == 0
+    assert "No problems found in 9 lesson(s), 5 case(s)." in result.output
