@@ -35,6 +35,11 @@ LOGIN_TTL = timedelta(minutes=10)
 LAUNCH_TTL = timedelta(minutes=10)
 PURGE_ONE_LOGIN_IN = 20
 MAX_FRAME_ORIGINS = 20
+# How stale the platform's "last launch" may get: every launch of a tenant wrote its one
+# platform row, so launches queued on that row's lock (bench/launch_bench.py); the health
+# page needs it to the minute, not to the request.
+PLATFORM_HEALTH_EVERY = timedelta(minutes=1)
+SKEW_CHANGE_SECONDS = 5  # a skew that moved this much is news; a second of jitter is not
 # A custom parameter that points a placement at part of the course: "lesson:<id>", "case:<id>".
 TARGET_PARAMETER = "rebound_target"
 TARGET_KINDS = ("course", "module", "lesson", "case")
@@ -437,14 +442,26 @@ def _record_placement(
 
 
 def _remember_platform_health(platform: Platform, message: LaunchMessage, now: datetime) -> None:
-    platform.last_launch_at = now
-    platform.clock_skew_seconds = round(message.clock_skew_seconds)
+    """Note the launch, the platform's clock skew and the origins it frames Rebound from.
+
+    A new frame origin or a skew that moved is written at once (the next page's
+    Content-Security-Policy needs the origin); otherwise at most once a minute.
+    """
     origins = list(platform.frame_origins or [])
     presentation, tool_platform = message.launch_presentation, message.tool_platform
     for url in (presentation.return_url if presentation else None, tool_platform.url if tool_platform else None):
         if url and url.startswith("https://") and origin_of(url) not in origins:
             origins.append(origin_of(url))
-    platform.frame_origins = origins[-MAX_FRAME_ORIGINS:]
+    origins = origins[-MAX_FRAME_ORIGINS:]
+    skew = round(message.clock_skew_seconds)
+    recent = platform.last_launch_at is not None and now - platform.last_launch_at < PLATFORM_HEALTH_EVERY
+    known = platform.clock_skew_seconds
+    steady = known is not None and abs(skew - known) < SKEW_CHANGE_SECONDS
+    if recent and steady and origins == list(platform.frame_origins or []):
+        return
+    platform.last_launch_at = now
+    platform.clock_skew_seconds = skew
+    platform.frame_origins = origins
 
 
 def _session_context(message: LaunchMessage) -> dict[str, object]:

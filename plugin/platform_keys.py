@@ -11,11 +11,18 @@ and never more than once per ``min_refetch_interval`` (default one minute) per J
 URL, whatever the outcome of the previous attempt; so a flood of tokens with made-up
 ``kid`` values, or an unreachable platform, costs at most one request a minute.
 The cache fails closed: keys older than ``max_age`` are not used if the refetch fails.
+
+Each process may keep a copy of the keys it verified with (``KeyMemory``) for a few
+minutes, so a launch need not read and parse the stored key set again: the copy is never
+newer than the store, a token naming a ``kid`` it lacks goes to the store (and the fetch
+rules above), and it is read afresh from the store every ``MEMORY_TTL``, so a key the
+platform withdrew stops working within minutes of another process refetching.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -32,6 +39,7 @@ MIN_RSA_BITS = 2048
 DEFAULT_MAX_AGE = timedelta(hours=24)
 DEFAULT_MIN_REFETCH_INTERVAL = timedelta(minutes=1)
 MAX_JWKS_BYTES = 256 * 1024
+MEMORY_TTL = timedelta(minutes=5)
 
 
 class FetchError(Exception):
@@ -76,6 +84,35 @@ class KeySource(Protocol):
         ...
 
 
+class KeyMemory:
+    """A process's copy of the keys it verified with, per JWKS URL (thread-safe)."""
+
+    def __init__(self, ttl: timedelta = MEMORY_TTL) -> None:
+        self.ttl = ttl
+        self._entries: dict[str, tuple[datetime, datetime, dict[str, jwt.PyJWK]]] = {}
+        self._lock = threading.Lock()
+
+    def key(self, jwks_url: str, kid: str, *, now: datetime, max_age: timedelta) -> jwt.PyJWK | None:
+        """The remembered key, if the copy is recent and the key set it came from still fresh."""
+        with self._lock:
+            entry = self._entries.get(jwks_url)
+        if entry is None:
+            return None
+        remembered_at, fetched_at, keys = entry
+        if now - remembered_at >= self.ttl or now - fetched_at > max_age:
+            return None
+        return keys.get(kid)
+
+    def remember(self, jwks_url: str, kid: str, key: jwt.PyJWK, *, fetched_at: datetime, now: datetime) -> None:
+        """Keep a key just verified from the key set fetched at `fetched_at`."""
+        with self._lock:
+            entry = self._entries.get(jwks_url)
+            if entry is None or entry[1] != fetched_at or now - entry[0] >= self.ttl:
+                entry = (now, fetched_at, {})
+                self._entries[jwks_url] = entry
+            entry[2][kid] = key
+
+
 @dataclass(frozen=True)
 class PlatformKeySet:
     """The key set behind one platform JWKS URL; implements ``KeySource``."""
@@ -85,16 +122,21 @@ class PlatformKeySet:
     store: JwksStore
     max_age: timedelta = DEFAULT_MAX_AGE
     min_refetch_interval: timedelta = DEFAULT_MIN_REFETCH_INTERVAL
+    memory: KeyMemory | None = None
 
     def key_for(self, kid: str, *, now: datetime) -> jwt.PyJWK:
         """Return the key for ``kid``, fetching or refetching the JWKS when needed."""
+        if self.memory is not None:
+            remembered = self.memory.key(self.jwks_url, kid, now=now, max_age=self.max_age)
+            if remembered is not None:
+                return remembered
         cached = self._fresh_cache(now)
         if cached is not None and _find(cached[0], kid) is not None:
-            return self._key(cached[0], kid, cached[1])
+            return self._key(cached[0], kid, cached[1], now)
         if self.store.try_begin_fetch(self.jwks_url, now, self.min_refetch_interval):
             document = self._download()
             self.store.put(self.jwks_url, json.dumps(document), now)
-            return self._key(document, kid, now)
+            return self._key(document, kid, now, now)
         # Another request fetched (or tried to) moments ago; use what it stored.
         cached = self._fresh_cache(now)
         if cached is None:
@@ -107,7 +149,7 @@ class PlatformKeySet:
                 status=400,
                 details={"jwks_url": self.jwks_url},
             )
-        return self._key(cached[0], kid, cached[1])
+        return self._key(cached[0], kid, cached[1], now)
 
     def _fresh_cache(self, now: datetime) -> tuple[dict[str, Any], datetime] | None:
         entry = self.store.get(self.jwks_url)
@@ -136,7 +178,7 @@ class PlatformKeySet:
             ) from error
         return _parse_jwks(text, self.jwks_url)
 
-    def _key(self, document: dict[str, Any], kid: str, fetched_at: datetime) -> jwt.PyJWK:
+    def _key(self, document: dict[str, Any], kid: str, fetched_at: datetime, now: datetime) -> jwt.PyJWK:
         jwk = _find(document, kid)
         if jwk is None:
             raise LaunchError(
@@ -147,7 +189,10 @@ class PlatformKeySet:
                 "registered JWKS URL belongs to this platform and client.",
                 details={"kid": kid, "jwks_url": self.jwks_url},
             )
-        return _rsa_key(jwk, kid, self.jwks_url)
+        key = _rsa_key(jwk, kid, self.jwks_url)
+        if self.memory is not None:
+            self.memory.remember(self.jwks_url, kid, key, fetched_at=fetched_at, now=now)
+        return key
 
 
 def requests_fetch(

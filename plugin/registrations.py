@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, joinedload, selectinload
 
 from course.models import Deployment, Platform
 from plugin.errors import LaunchError
@@ -162,7 +162,8 @@ def platform_for_login(session: Session, issuer: str, client_id: str | None) -> 
     query = select(Platform).where(Platform.issuer == issuer, Platform.active.is_(True))
     if client_id:
         query = query.where(Platform.client_id == client_id)
-    matches = list(session.scalars(query.options(selectinload(Platform.deployments))))
+    # Deployments joined into the same round trip (login checks the deployment id).
+    matches = list(session.scalars(query.options(joinedload(Platform.deployments))).unique())
     if len(matches) == 1:
         return matches[0]
     if not matches:

@@ -17,7 +17,7 @@ from course.config import Settings
 from course.database import db
 from course.models import Platform, User
 from plugin.models import Launch
-from plugin.platform_keys import Fetch, PlatformKeySet, requests_fetch
+from plugin.platform_keys import Fetch, KeyMemory, PlatformKeySet, requests_fetch
 from plugin.stores import DatabaseJwksStore, KeyringStore
 from plugin.tool_keys import Keyring
 
@@ -56,7 +56,10 @@ def http_fetch() -> Fetch:
 
 
 def key_source_for(platform: Platform) -> PlatformKeySet:
-    return PlatformKeySet(jwks_url=platform.jwks_url, fetch=http_fetch(), store=DatabaseJwksStore(db.session))
+    memory = current_app.extensions.setdefault("rebound.key_memory", KeyMemory())
+    return PlatformKeySet(
+        jwks_url=platform.jwks_url, fetch=http_fetch(), store=DatabaseJwksStore(db.session), memory=memory
+    )
 
 
 def keyring(now: datetime) -> Keyring:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 
 import jwt
 import pytest
@@ -140,6 +141,35 @@ def test_platform_health_records_the_launch_and_clock_skew(lms: LmsDouble) -> No
     platform = db.session.scalar(select(Platform).where(Platform.issuer == ISSUER))
     assert platform is not None and platform.last_launch_at is not None
     assert platform.clock_skew_seconds is not None and 15 <= platform.clock_skew_seconds <= 25
+
+
+def _platform() -> Platform:
+    db.session.expire_all()
+    platform = db.session.scalar(select(Platform).where(Platform.issuer == ISSUER))
+    assert platform is not None
+    return platform
+
+
+def test_platform_health_is_written_at_most_once_a_minute_unless_something_changed(lms: LmsDouble) -> None:
+    lms.launch()
+    first = _platform().last_launch_at
+    lms.launch(sub="another-learner")
+    assert _platform().last_launch_at == first  # the busy tenant's row is not rewritten per launch
+
+    lms.launch(sub="a-third", **{c.LAUNCH_PRESENTATION: {"return_url": "https://new-lms.example.edu/c/9"}})
+    platform = _platform()
+    assert "https://new-lms.example.edu" in (platform.frame_origins or [])  # a new origin: at once
+    assert platform.last_launch_at is not None and first is not None and platform.last_launch_at > first
+
+    lms.launch(iat=int(time.time()) + 30)
+    assert 25 <= (_platform().clock_skew_seconds or 0) <= 35  # the platform's clock moved: at once
+
+    platform = _platform()
+    platform.last_launch_at = platform.last_launch_at - timedelta(minutes=2)  # type: ignore[operator]
+    stale = platform.last_launch_at
+    db.session.commit()
+    lms.launch(iat=int(time.time()) + 30)
+    assert _platform().last_launch_at > stale  # type: ignore[operator]
 
 
 # --- the login step --------------------------------------------------------------------------

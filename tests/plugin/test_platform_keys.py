@@ -13,7 +13,7 @@ import urllib3
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from plugin.errors import LaunchError
-from plugin.platform_keys import FetchError, requests_fetch
+from plugin.platform_keys import MEMORY_TTL, FetchError, KeyMemory, PlatformKeySet, requests_fetch
 
 
 def refused(key_set, kid, now, code) -> LaunchError:
@@ -84,6 +84,67 @@ def test_corrupt_cache_entry_is_refetched(key_set, lti, fetch, jwks_store):
     key_set.key_for(lti.platform_key.kid, now=lti.now)
 
     assert len(fetch.calls) == 1
+
+
+# --- a process's copy of the keys --------------------------------------------------------
+
+
+class CountingStore:
+    """The shared store, counting reads: what a launch costs in round trips."""
+
+    def __init__(self, store) -> None:
+        self.store, self.reads = store, 0
+
+    def get(self, jwks_url):
+        self.reads += 1
+        return self.store.get(jwks_url)
+
+    def put(self, jwks_url, jwks_json, fetched_at):
+        self.store.put(jwks_url, jwks_json, fetched_at)
+
+    def try_begin_fetch(self, jwks_url, now, min_interval):
+        return self.store.try_begin_fetch(jwks_url, now, min_interval)
+
+
+def test_a_process_verifies_with_its_copy_without_reading_the_store_again(lti, fetch, jwks_store):
+    store, memory = CountingStore(jwks_store), KeyMemory()
+    first = PlatformKeySet(lti.jwks_url, fetch, store, memory=memory).key_for(lti.platform_key.kid, now=lti.now)
+    reads = store.reads
+
+    again = PlatformKeySet(lti.jwks_url, fetch, store, memory=memory).key_for(
+        lti.platform_key.kid, now=lti.now + timedelta(minutes=1))
+
+    assert again is first and store.reads == reads and len(fetch.calls) == 1
+
+
+def test_a_kid_the_copy_lacks_goes_to_the_store_and_the_rotated_key_is_found(lti, fetch, jwks_store):
+    key_set = PlatformKeySet(lti.jwks_url, fetch, jwks_store, memory=KeyMemory())
+    key_set.key_for(lti.platform_key.kid, now=lti.now)
+    fetch.serve(lti.jwks(lti.platform_key, lti.rotated_key))
+
+    key = key_set.key_for(lti.rotated_key.kid, now=lti.now + timedelta(minutes=2))
+
+    assert key.key_id == lti.rotated_key.kid and len(fetch.calls) == 2
+
+
+def test_a_key_another_process_saw_withdrawn_stops_working_here_after_the_copy_ages(lti, fetch, jwks_store):
+    here = PlatformKeySet(lti.jwks_url, fetch, jwks_store, memory=KeyMemory())
+    here.key_for(lti.platform_key.kid, now=lti.now)
+    # Another process meets the rotated kid and refetches: the old key is gone from the set.
+    fetch.serve(lti.jwks(lti.rotated_key))
+    PlatformKeySet(lti.jwks_url, fetch, jwks_store).key_for(lti.rotated_key.kid, now=lti.now + timedelta(minutes=2))
+
+    assert here.key_for(lti.platform_key.kid, now=lti.now + timedelta(minutes=3))  # the copy, for now
+    refused(here, lti.platform_key.kid, lti.now + MEMORY_TTL + timedelta(seconds=1), "kid-unknown")
+
+
+def test_the_copy_never_outlives_the_key_sets_max_age(lti, fetch, jwks_store):
+    memory = KeyMemory(ttl=timedelta(days=7))
+    key_set = PlatformKeySet(lti.jwks_url, fetch, jwks_store, memory=memory)
+    key_set.key_for(lti.platform_key.kid, now=lti.now)
+    fetch.serve(FetchError("connection refused"))
+
+    refused(key_set, lti.platform_key.kid, lti.now + timedelta(hours=24, seconds=1), "jwks-unreachable")
 
 
 # --- unknown kid and the refetch rate limit --------------------------------------------
