@@ -440,7 +440,8 @@ def test_after_a_restart_no_one_saw_the_first_requests_on_the_stale_pooled_conne
     app: Flask, cluster: Cluster, launch_as: Callable[..., Any]
 ) -> None:
     """No request ran while the server was down, so nothing told the pool its connections had
-    died: the ping before each checkout has to, or the first requests after would fail."""
+    died: the check at each checkout has to (a closed socket reads as dead, course/database.py),
+    or the first requests after would fail."""
     launched = [launch_as(sub=f"quiet-{n}", name=f"Quiet {n}") for n in range(5)]
     placement_id = launched[0][1].id
     lesson = f"/p/{placement_id}/lessons/recognise-why-mistakes-happen"
