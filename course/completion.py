@@ -29,6 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from course import statuses
+from course.content import PublishedVersion
 from course.grades import queue_grade
 from course.models import CaseAttempt, CompletionRecord, ContentVersion, Context, Placement, User
 from course.progress import progress_rows
@@ -182,7 +183,7 @@ class Scope:
     """The lessons and cases a placement covers, as its tenant's learners see them now."""
 
     lessons: list[LessonEntry]
-    cases: list[tuple[ContentVersion, Case]]
+    cases: list[tuple[PublishedVersion, Case]]
 
 
 def _case_in_scope(placement: Placement, case: Case) -> bool:

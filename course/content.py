@@ -18,7 +18,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from flask import Flask, current_app, has_app_context
 from sqlalchemy import event, func, or_, select, update
-from sqlalchemy.orm import ORMExecuteState, Session, contains_eager, defer
+from sqlalchemy.orm import ORMExecuteState, Session, contains_eager
 
 from course.models import ContentDraft, ContentItem, ContentVersion
 
@@ -193,23 +193,108 @@ def _forget_on_write(state: ORMExecuteState) -> None:
         state.session.info.pop(_MEMO, None)
 
 
-def effective_versions(
-    session: Session, platform_id: int | None, kind: str, *, with_source: bool = False
-) -> list[ContentVersion]:
-    """The version learners see of every item of a kind, tenant copies winning.
+@dataclass(frozen=True)
+class PublishedItem:
+    id: int
+    platform_id: int | None  # None: the shipped library
+    kind: str
+    slug: str
 
-    The source text is loaded when first read unless `with_source` (pages use what was parsed
-    or rendered from it, kept per version id, so most requests never need it).
+
+@dataclass(frozen=True)
+class PublishedVersion:
+    """A published version as learners' pages use it: plain, immutable, shared across requests."""
+
+    id: int
+    item_id: int
+    number: int
+    title: str
+    source: str
+    meta: dict[str, Any]
+    published_at: datetime
+    published_by: str | None
+    item: PublishedItem
+
+    @classmethod
+    def of(cls, version: ContentVersion) -> PublishedVersion:
+        """The same version, from its database row (an attempt on an older version)."""
+        item = version.item
+        return cls(
+            id=version.id, item_id=version.item_id, number=version.number, title=version.title,
+            source=version.source, meta=dict(version.meta or {}), published_at=version.published_at,
+            published_by=version.published_by, item=PublishedItem(item.id, item.platform_id, item.kind, item.slug),
+        )
+
+
+def effective_versions(session: Session, platform_id: int | None, kind: str) -> list[PublishedVersion]:
+    """The version learners see of every item of a kind, tenant copies winning."""
+    return list(_catalog().versions(session, platform_id, kind))
+
+
+def published_version(session: Session, platform_id: int | None, kind: str, slug: str) -> PublishedVersion | None:
+    """The version of one item a tenant's learners see now, or None."""
+    return next((v for v in _catalog().versions(session, platform_id, kind) if v.item.slug == slug), None)
+
+
+class PublishedCatalog:
+    """Every tenant's effective versions, kept per process and checked against the database.
+
+    Learner pages ask for them on every request (the course home, each lesson and case page,
+    each completion check); reading and mapping them was a tenth of a loaded worker's time
+    (py-spy under bench/load_test.py). Versions are only ever added (published) or deleted
+    with their tenant, so the number of version rows and the highest id together change
+    whenever what learners see can change: each transaction reads that stamp (one small
+    query, before the versions, so a list is never labelled newer than what it holds) and
+    uses the kept lists while it matches. A session that wrote content itself reads its own
+    uncommitted view and keeps it to itself.
     """
-    return remembered(
-        session, ("effective_versions", platform_id, kind, with_source),
-        lambda: _read_effective_versions(session, platform_id, kind, with_source),
-    )
+
+    def __init__(self) -> None:
+        self._stamp: tuple[int, int] | None = None
+        self._lists: dict[tuple[int | None, str], tuple[PublishedVersion, ...]] = {}
+        self._lock = threading.Lock()
+
+    def versions(self, session: Session, platform_id: int | None, kind: str) -> tuple[PublishedVersion, ...]:
+        if session.info.get(_CONTENT_WRITTEN):
+            return tuple(remembered(session, ("effective_versions", platform_id, kind),
+                                    lambda: _read_effective_versions(session, platform_id, kind)))
+        stamp = _stamp(session)
+        key = (platform_id, kind)
+        with self._lock:
+            if self._stamp == stamp and key in self._lists:
+                return self._lists[key]
+        versions = tuple(_read_effective_versions(session, platform_id, kind))
+        with self._lock:
+            if self._stamp != stamp:
+                self._stamp, self._lists = stamp, {}
+            self._lists[key] = versions
+        return versions
 
 
-def _read_effective_versions(
-    session: Session, platform_id: int | None, kind: str, with_source: bool
-) -> list[ContentVersion]:
+_CONTENT_WRITTEN = "rebound.content_written"
+
+
+def _catalog() -> PublishedCatalog:
+    if not has_app_context():
+        return PublishedCatalog()
+    return current_app.extensions.setdefault("rebound.published_catalog", PublishedCatalog())  # type: ignore[no-any-return]
+
+
+def _stamp(session: Session) -> tuple[int, int]:
+    def read() -> list[tuple[int, int]]:
+        count, highest = session.execute(select(func.count(), func.max(ContentVersion.id))).one()
+        return [(int(count), int(highest or 0))]
+
+    return remembered(session, ("content_stamp",), read)[0]
+
+
+@event.listens_for(Session, "after_flush")
+def _note_content_writes(session: Session, flush_context: object) -> None:
+    if any(isinstance(o, ContentItem | ContentVersion) for o in (*session.new, *session.dirty, *session.deleted)):
+        session.info[_CONTENT_WRITTEN] = True
+
+
+def _read_effective_versions(session: Session, platform_id: int | None, kind: str) -> list[PublishedVersion]:
     latest = (
         select(ContentVersion.item_id, func.max(ContentVersion.number).label("number"))
         .group_by(ContentVersion.item_id)
@@ -218,23 +303,24 @@ def _read_effective_versions(
     owner = ContentItem.platform_id.is_(None)
     if platform_id is not None:
         owner = or_(owner, ContentItem.platform_id == platform_id)
-    # The item is loaded with its version (and kept on it: the session's identity map holds
-    # objects weakly), so `version.item.slug` costs no further round trip.
-    query = select(ContentVersion).join(ContentVersion.item).options(contains_eager(ContentVersion.item))
-    if not with_source:
-        query = query.options(defer(ContentVersion.source))
-    versions = session.scalars(
-        query
+    rows = session.execute(
+        select(ContentVersion.id, ContentVersion.item_id, ContentVersion.number, ContentVersion.title,
+               ContentVersion.source, ContentVersion.meta, ContentVersion.published_at, ContentVersion.published_by,
+               ContentItem.platform_id, ContentItem.kind, ContentItem.slug)
+        .join(ContentItem, ContentItem.id == ContentVersion.item_id)
         .join(latest, (latest.c.item_id == ContentVersion.item_id) & (latest.c.number == ContentVersion.number))
         .where(ContentItem.kind == kind, owner)
     ).all()
-    chosen: dict[str, tuple[ContentVersion, bool]] = {}
-    for version in versions:
-        item = version.item
-        own = item.platform_id is not None
-        if item.slug not in chosen or own:
-            chosen[item.slug] = (version, own)
-    return [version for version, _ in chosen.values()]
+    chosen: dict[str, PublishedVersion] = {}
+    for row in rows:
+        version = PublishedVersion(
+            id=row.id, item_id=row.item_id, number=row.number, title=row.title, source=row.source,
+            meta=dict(row.meta or {}), published_at=row.published_at, published_by=row.published_by,
+            item=PublishedItem(row.item_id, row.platform_id, row.kind, row.slug),
+        )
+        if row.slug not in chosen or row.platform_id is not None:
+            chosen[row.slug] = version
+    return list(chosen.values())
 
 
 def import_items(
@@ -302,19 +388,13 @@ def export_items(session: Session, kinds: Sequence[ContentKind], platform_id: in
     files: dict[str, str] = {}
     for kind in kinds:
         files.update(kind.extra_files())
-        for version in effective_versions(session, platform_id, kind.name, with_source=True):
+        for version in effective_versions(session, platform_id, kind.name):
             parsed = ParsedContent(
-                slug=_slug_of(session, version), title=version.title, version=version.number,
+                slug=version.item.slug, title=version.title, version=version.number,
                 text=kind.with_version(version.source, version.number), meta=version.meta,
             )
             files[kind.relative_path(parsed)] = parsed.text
     return dict(sorted(files.items()))
-
-
-def _slug_of(session: Session, version: ContentVersion) -> str:
-    item = session.get(ContentItem, version.item_id)
-    assert item is not None
-    return item.slug
 
 
 def draft_for(

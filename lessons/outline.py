@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from flask import Flask, current_app
 from sqlalchemy.orm import Session
 
-from course.content import effective_versions
-from course.models import ContentVersion, Placement
+from course.content import PublishedVersion, effective_versions
+from course.models import Placement
 from lessons.kind import shipped_modules
 
 
@@ -23,7 +23,7 @@ class LessonEntry:
     module: str
     order: int
     estimated_minutes: int
-    version: ContentVersion
+    version: PublishedVersion
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ def lessons_for(session: Session, platform_id: int | None) -> list[LessonEntry]:
     return sorted(entries, key=lambda e: (module_order.get(e.module, 99), e.order, e.slug))
 
 
-def _slug(version: ContentVersion) -> str:
+def _slug(version: PublishedVersion) -> str:
     return version.item.slug
 
 

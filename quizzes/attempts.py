@@ -15,7 +15,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from course.content import effective_version, effective_versions, remembered, version_cache
+from course.content import PublishedVersion, effective_versions, published_version, remembered, version_cache
 from course.models import CaseAttempt, CaseStep, ContentVersion
 from quizzes import engine
 from quizzes.case_format import Case
@@ -34,22 +34,21 @@ class AttemptError(Exception):
         self.status = status
 
 
-def case_of(version: ContentVersion) -> Case:
+def case_of(version: ContentVersion | PublishedVersion) -> Case:
     """The case a published version holds, parsed and validated once per version and app."""
     # Published versions never change, so a parsed case can be kept per version id.
-    # The source is read only on a miss: lists of versions load it deferred.
     return version_cache("quizzes.cases", CASE_CACHE_SIZE).get(
         version.id, lambda: load_case(version.source, f"version-{version.id}.yaml")
     )
 
 
-def published_case(session: Session, platform_id: int | None, slug: str) -> tuple[ContentVersion, Case] | None:
+def published_case(session: Session, platform_id: int | None, slug: str) -> tuple[PublishedVersion, Case] | None:
     """The version of a case a tenant's learners play now, or None if there is none."""
-    version = effective_version(session, platform_id, "case", slug)
+    version = published_version(session, platform_id, "case", slug)
     return (version, case_of(version)) if version is not None else None
 
 
-def published_cases(session: Session, platform_id: int | None) -> list[tuple[ContentVersion, Case]]:
+def published_cases(session: Session, platform_id: int | None) -> list[tuple[PublishedVersion, Case]]:
     """Every case a tenant's learners can play."""
     return [(v, case_of(v)) for v in effective_versions(session, platform_id, "case")]
 
@@ -98,7 +97,7 @@ def _replay(case: Case, steps: list[CaseStep]) -> State:
 
 
 def start_attempt(
-    session: Session, *, user_id: int, placement_id: int, slug: str, version: ContentVersion, case: Case,
+    session: Session, *, user_id: int, placement_id: int, slug: str, version: PublishedVersion, case: Case,
     restart: bool, now: datetime,
 ) -> CaseAttempt:
     """Resume the active attempt, or start the next one where the case's rules allow it.

@@ -10,6 +10,7 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 
 from course.access import allow, placement_or_404
 from course.completion import evaluate
+from course.content import PublishedVersion
 from course.database import db, utcnow
 from course.errors import abort_with
 from course.models import CaseAttempt, ContentVersion, Placement
@@ -48,7 +49,7 @@ def in_scope(placement: Placement, case: Case) -> bool:
     return kind == "case" and case.id == ref
 
 
-def _case_or_404(placement: Placement, slug: str) -> tuple[ContentVersion, Case]:
+def _case_or_404(placement: Placement, slug: str) -> tuple[PublishedVersion, Case]:
     found = published_case(db.session, placement.platform_id, slug)
     if found is None or not in_scope(placement, found[1]):
         abort_with(404, "That case isn't part of this course, or it isn't published.")
@@ -71,7 +72,9 @@ def _refuse(
     return page, error.status
 
 
-def _version_or_withdrawn(placement: Placement, slug: str, attempt: CaseAttempt) -> tuple[str, int] | ContentVersion:
+def _version_or_withdrawn(
+    placement: Placement, slug: str, attempt: CaseAttempt
+) -> tuple[str, int] | PublishedVersion:
     """The version the attempt plays; if the case left this placement mid-attempt, end the
     attempt (kept, as abandoned) and return the page that says so."""
     found = published_case(db.session, placement.platform_id, slug)
@@ -79,9 +82,9 @@ def _version_or_withdrawn(placement: Placement, slug: str, attempt: CaseAttempt)
         # Usually the attempt plays the published version: then it is already loaded.
         if found is not None and found[0].id == attempt.content_version_id:
             return found[0]
-        version = db.session.get(ContentVersion, attempt.content_version_id)
-        assert version is not None
-        return version
+        older = db.session.get(ContentVersion, attempt.content_version_id)
+        assert older is not None
+        return PublishedVersion.of(older)
     abandon(db.session, attempt, utcnow())
     db.session.commit()
     version = db.session.get(ContentVersion, attempt.content_version_id)
@@ -135,7 +138,7 @@ def play(placement_id: int, slug: str, attempt_id: int) -> WerkzeugResponse | st
     if attempt.status == "ended":
         return redirect(url_for("cases.debrief", placement_id=placement.id, slug=slug, attempt_id=attempt.id))
     version = _version_or_withdrawn(placement, slug, attempt)
-    if not isinstance(version, ContentVersion):
+    if not isinstance(version, PublishedVersion):
         return version
     case = case_of(version)
     state = state_of(db.session, attempt, case)
@@ -162,7 +165,7 @@ def submit(placement_id: int, slug: str, attempt_id: int) -> WerkzeugResponse | 
     placement = placement_or_404(placement_id)
     attempt = _attempt_or_404(placement, slug, attempt_id)
     version = _version_or_withdrawn(placement, slug, attempt)
-    if not isinstance(version, ContentVersion):
+    if not isinstance(version, PublishedVersion):
         return version
     case = case_of(version)
     step_field = request.form.get("step", "")
@@ -192,7 +195,7 @@ def back(placement_id: int, slug: str, attempt_id: int) -> WerkzeugResponse | tu
     placement = placement_or_404(placement_id)
     attempt = _attempt_or_404(placement, slug, attempt_id)
     version = _version_or_withdrawn(placement, slug, attempt)
-    if not isinstance(version, ContentVersion):
+    if not isinstance(version, PublishedVersion):
         return version
     db.session.commit()  # as in submit: the lock comes first in the transaction that writes
     try:

@@ -1,16 +1,30 @@
-"""What content reads keep: derived values per immutable version (bounded), and a page's
-repeated reads within one transaction (forgotten on any write)."""
+"""What content reads keep: derived values per immutable version (bounded), a page's
+repeated reads within one transaction (forgotten on any write), and each process's catalog
+of what learners see (checked against the database by every transaction)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
+import pytest
 from flask import Flask
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
+from sqlalchemy.orm import Session
 
-from course.content import VersionCache, remembered, version_cache
-from course.database import db
+from course import migrate
+from course.content import (
+    ParsedContent,
+    VersionCache,
+    effective_versions,
+    import_items,
+    published_version,
+    remembered,
+    version_cache,
+)
+from course.database import db, make_engine, utcnow
 from course.models import Platform
+from tests.conftest import Databases
 
 
 def test_a_version_cache_makes_each_value_once_and_keeps_only_the_most_recently_used() -> None:
@@ -72,3 +86,93 @@ def test_what_a_caller_does_to_the_list_it_gets_never_changes_what_is_remembered
     first = remembered(db.session, "ids", lambda: [1, 2, 3])
     first.append(4)
     assert remembered(db.session, "ids", lambda: [9]) == [1, 2, 3]
+
+
+# --- the published catalog -----------------------------------------------------------------
+
+
+@pytest.fixture
+def own_app(app_factory: Callable[..., Flask], backend: str, databases: Databases) -> Flask:
+    """An app on its own database with real transactions: the shared test connection of `app`
+    would let one session see what another has not committed."""
+    url = databases.new_url(backend)
+    engine = make_engine(url)
+    migrate.upgrade(engine)
+    engine.dispose()
+    return app_factory(DATABASE_URL=url)
+
+
+def _publish(session: Session, slug: str, title: str, platform_id: int | None = None) -> None:
+    lesson = ParsedContent(slug=slug, title=title, version=1, text=f"# {title}\n",
+                           meta={"module": "recognise", "order": 9, "estimated_minutes": 3})
+    import_items(session, "lesson", [lesson], platform_id=platform_id, by="trainer", now=utcnow())
+
+
+@contextmanager
+def _statements(app: Flask) -> Iterator[list[str]]:
+    sent: list[str] = []
+
+    def note(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        sent.append(statement)
+
+    engine = db.state(app).engine
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        yield sent
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+
+
+def _titles(app: Flask, platform_id: int | None = None) -> dict[str, str]:
+    """What learners of a tenant see, read the way a request reads it (its own session)."""
+    with app.app_context(), db.state(app).sessions() as session:
+        return {v.item.slug: v.title for v in effective_versions(session, platform_id, "lesson")}
+
+
+def _published(app: Flask, slug: str, title: str, platform_id: int | None = None) -> None:
+    with db.state(app).sessions() as session:
+        _publish(session, slug, title, platform_id)
+        session.commit()
+
+
+def test_a_request_reads_the_versions_once_per_process_then_only_a_stamp(own_app: Flask) -> None:
+    _published(own_app, "first", "First")
+    _titles(own_app)  # the first request of the process reads the versions
+    with _statements(own_app) as sent:
+        assert _titles(own_app) == {"first": "First"}
+    queries = [statement for statement in sent if statement.lstrip().upper().startswith("SELECT")]
+    assert len(queries) == 1 and "count(" in queries[0].lower()
+
+
+def test_what_another_session_publishes_is_seen_by_the_next_request(own_app: Flask) -> None:
+    _published(own_app, "first", "First")
+    assert _titles(own_app) == {"first": "First"}
+    _published(own_app, "second", "Second")  # a trainer, in this process or another
+    assert _titles(own_app) == {"first": "First", "second": "Second"}
+    with own_app.app_context(), db.state(own_app).sessions() as session:
+        found = published_version(session, None, "lesson", "second")
+    assert found is not None and found.title == "Second" and found.item.platform_id is None
+
+
+def test_a_tenants_own_copy_wins_for_its_learners_only(app: Flask, make_platform: Callable[..., Platform]) -> None:
+    acme, other = make_platform(name="Acme"), make_platform(name="Other")
+    _publish(db.session, "first", "First")
+    _publish(db.session, "first", "Acme's first", platform_id=acme.id)
+    db.session.commit()
+    assert _titles(app, acme.id) == {"first": "Acme's first"}
+    assert _titles(app, other.id) == {"first": "First"}
+
+
+def test_an_uncommitted_publish_is_seen_by_its_own_session_and_never_shared(own_app: Flask) -> None:
+    _published(own_app, "first", "First")
+    assert _titles(own_app) == {"first": "First"}
+    with own_app.app_context(), db.state(own_app).sessions() as publishing:
+        _publish(publishing, "draft-only", "Rolled back")
+        assert {v.title for v in effective_versions(publishing, None, "lesson")} == {"First", "Rolled back"}
+        if own_app.config["DATABASE_URL"].startswith("postgresql"):  # SQLite's writer blocks readers' locks
+            assert _titles(own_app) == {"first": "First"}
+        publishing.rollback()
+    # A later publish may take the same row count and highest id (SQLite reuses rolled-back
+    # ids): what learners see is that one, never the version rolled back.
+    _published(own_app, "real", "Published")
+    assert _titles(own_app) == {"first": "First", "real": "Published"}
