@@ -309,7 +309,7 @@ def accept_launch(
         placement_id=placement.id if placement else None,
         message_type=message.message_type,
         roles=sorted(mapping.roles),
-        context=_session_context(message),
+        context=_session_context(message, platform),
         state=state,
         browser_bound=browser_state is not None,
         created_at=now,
@@ -448,10 +448,7 @@ def _remember_platform_health(platform: Platform, message: LaunchMessage, now: d
     Content-Security-Policy needs the origin); otherwise at most once a minute.
     """
     origins = list(platform.frame_origins or [])
-    presentation, tool_platform = message.launch_presentation, message.tool_platform
-    for url in (presentation.return_url if presentation else None, tool_platform.url if tool_platform else None):
-        if url and url.startswith("https://") and origin_of(url) not in origins:
-            origins.append(origin_of(url))
+    origins += [origin for origin in _message_origins(message) if origin not in origins]
     origins = origins[-MAX_FRAME_ORIGINS:]
     skew = round(message.clock_skew_seconds)
     recent = platform.last_launch_at is not None and now - platform.last_launch_at < PLATFORM_HEALTH_EVERY
@@ -464,9 +461,19 @@ def _remember_platform_health(platform: Platform, message: LaunchMessage, now: d
     platform.frame_origins = origins
 
 
-def _session_context(message: LaunchMessage) -> dict[str, object]:
+def _message_origins(message: LaunchMessage) -> list[str]:
+    """The https origins of the LMS pages a launch names (where it frames Rebound from)."""
+    presentation, tool_platform = message.launch_presentation, message.tool_platform
+    urls = (presentation.return_url if presentation else None, tool_platform.url if tool_platform else None)
+    return list(dict.fromkeys(origin_of(url) for url in urls if url and url.startswith("https://")))
+
+
+def _session_context(message: LaunchMessage, platform: Platform) -> dict[str, object]:
     """What later requests of this session need from the launch (never the raw token)."""
-    context: dict[str, object] = {}
+    # The origins that frame this launch: its pages name them in frame-ancestors whatever
+    # another app process knows yet of the platform (plugin/web.py).
+    framing = {origin_of(platform.issuer), origin_of(platform.auth_login_url), *_message_origins(message)}
+    context: dict[str, object] = {"frame_origins": sorted(o for o in framing if o.startswith(("https://", "http://")))}
     if message.launch_presentation and message.launch_presentation.return_url:
         context["return_url"] = message.launch_presentation.return_url
     if message.deep_linking is not None:

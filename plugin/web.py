@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
-from flask import Flask, current_app, session
+from flask import Flask, current_app, has_app_context, session
 from flask_login import current_user, login_user, logout_user
+from sqlalchemy import event
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from course.access import SESSION_PLACEMENTS_KEY, SESSION_ROLES_KEY
 from course.config import Settings
@@ -24,6 +27,9 @@ from plugin.tool_keys import Keyring
 PLACEMENTS_KEY = SESSION_PLACEMENTS_KEY
 ROLES_KEY = SESSION_ROLES_KEY
 LAUNCH_KEY = "lti_launch_id"
+FRAME_ORIGINS_KEY = "lti_frame_origins"
+MAX_SESSION_FRAME_ORIGINS = 8
+FRAME_ANCESTORS_TTL = timedelta(seconds=30)
 MAX_PLACEMENTS_IN_SESSION = 20
 SESSION_LIFETIME = timedelta(hours=12)
 USER_AGENT = "Rebound/0.1 (LTI 1.3 tool)"
@@ -83,6 +89,7 @@ def start_session(launch: Launch, user: User) -> None:
     session[PLACEMENTS_KEY] = dict(list(placements.items())[-MAX_PLACEMENTS_IN_SESSION:])
     session[ROLES_KEY] = launch.roles
     session[LAUNCH_KEY] = launch.id
+    session[FRAME_ORIGINS_KEY] = list((launch.context or {}).get("frame_origins", []))[:MAX_SESSION_FRAME_ORIGINS]
 
 
 def session_launch_id() -> int | None:
@@ -97,16 +104,53 @@ def launch_targets(app: Flask) -> dict[str, LaunchTarget]:
     return app.extensions.setdefault("rebound.launch_targets", {})  # type: ignore[no-any-return]
 
 
+class FrameAncestors:
+    """Every registered platform's origins, kept per process for `FRAME_ANCESTORS_TTL`.
+
+    Reading them took a query on every page (6 % of a loaded worker's time). A launched
+    browser needs no wait: its session carries the origins of the platform that launched it,
+    so its pages may be framed at once even if this process learnt of the platform seconds
+    ago; and this process forgets what it kept whenever it writes a platform itself.
+    """
+
+    def __init__(self, ttl: timedelta = FRAME_ANCESTORS_TTL) -> None:
+        self.ttl = ttl
+        self._kept: tuple[float, list[str]] | None = None
+
+    def origins(self, read: Callable[[], list[str]]) -> list[str]:
+        kept, now = self._kept, time.monotonic()
+        if kept is not None and now - kept[0] < self.ttl.total_seconds():
+            return kept[1]
+        origins = read()
+        self._kept = (now, origins)
+        return origins
+
+    def forget(self) -> None:
+        self._kept = None
+
+
 def _frame_ancestors() -> list[str]:
-    """Registered platforms' origins, read per page: a new registration must work at once."""
+    """The origins that may frame this page: registered platforms', and the launching one's."""
     from plugin.registrations import frame_ancestor_origins
 
     try:
-        return frame_ancestor_origins(db.session)
+        known = current_app.extensions["rebound.frame_ancestor_cache"].origins(
+            lambda: frame_ancestor_origins(db.session)
+        )
     except SQLAlchemyError:
         # A page must still render (e.g. an error page during an outage).
         db.session.rollback()
-        return []
+        known = []
+    launched = session.get(FRAME_ORIGINS_KEY) or []
+    return sorted({*known, *launched})
+
+
+@event.listens_for(Session, "after_flush")
+def _forget_frame_ancestors(db_session: Session, flush_context: object) -> None:
+    if not has_app_context() or "rebound.frame_ancestor_cache" not in current_app.extensions:
+        return
+    if any(isinstance(o, Platform) for o in (*db_session.new, *db_session.dirty, *db_session.deleted)):
+        current_app.extensions["rebound.frame_ancestor_cache"].forget()
 
 
 def init_app(app: Flask) -> None:
@@ -121,6 +165,7 @@ def init_app(app: Flask) -> None:
         csrf.exempt(view)
     app.add_template_filter(origin_of, "origin")
     app.extensions["rebound.frame_ancestors"] = _frame_ancestors
+    app.extensions["rebound.frame_ancestor_cache"] = FrameAncestors()
     commands.register(app)
     from plugin import deep_linking
 

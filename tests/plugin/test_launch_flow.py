@@ -136,6 +136,41 @@ def test_launch_learns_the_lms_page_origin_for_frame_ancestors(lms: LmsDouble) -
     assert "https://lms.example.edu" in csp
 
 
+def test_a_launched_browser_may_be_framed_even_where_this_process_read_the_origins_too_early(
+    lms: LmsDouble, app: Flask
+) -> None:
+    lms.launch()
+    # Another app process read the registered origins before this platform existed, and keeps
+    # them for up to half a minute: the launched browser's session carries its own.
+    kept = app.extensions["rebound.frame_ancestor_cache"]
+    kept.forget()
+    kept.origins(lambda: [])
+    csp = lms.client.get("/").headers["Content-Security-Policy"]
+    assert "https://school.example.edu" in csp and "https://lms.example.edu" in csp
+    stranger = app.test_client().get("/").headers["Content-Security-Policy"]
+    assert "https://school.example.edu" not in stranger  # kept for the TTL, then read afresh
+
+
+def test_registered_origins_are_read_once_per_interval_and_again_after_a_local_platform_write(
+    lms: LmsDouble, app: Flask
+) -> None:
+    from plugin.web import FrameAncestors
+
+    reads: list[int] = []
+    kept = FrameAncestors(ttl=timedelta(minutes=1))
+    assert kept.origins(lambda: reads.append(1) or ["https://a.example"]) == ["https://a.example"]  # type: ignore[func-returns-value]
+    assert kept.origins(lambda: reads.append(1) or ["https://b.example"]) == ["https://a.example"]  # type: ignore[func-returns-value]
+    assert reads == [1]
+    assert FrameAncestors(ttl=timedelta(0)).origins(lambda: ["https://b.example"]) == ["https://b.example"]
+
+    app.test_client().get("/")
+    platform = db.session.scalar(select(Platform).where(Platform.issuer == ISSUER))
+    assert platform is not None
+    platform.frame_origins = [*(platform.frame_origins or []), "https://moved.example.edu"]
+    db.session.commit()  # this process wrote the platform: its kept origins are forgotten
+    assert "https://moved.example.edu" in app.test_client().get("/").headers["Content-Security-Policy"]
+
+
 def test_platform_health_records_the_launch_and_clock_skew(lms: LmsDouble) -> None:
     lms.launch(iat=int(time.time()) + 20)
     platform = db.session.scalar(select(Platform).where(Platform.issuer == ISSUER))
