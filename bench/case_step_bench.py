@@ -5,8 +5,10 @@ case, starts an attempt and answers step after step: POST
 /p/<placement>/cases/<case>/attempts/<id>/answer with the page's CSRF token, node, step
 number and a choice, answered 303. Only that POST is timed. The browser keeps the
 case's state itself (with Rebound's own engine), so it needs no page between answers;
-when an attempt reaches an ending it starts the next one (not timed, but the server's
-work for it is part of the run, so the rate is slightly conservative).
+when an attempt reaches an ending it starts the next one, and after ATTEMPTS_PER_LEARNER
+attempts a new learner launches in its place, as employees take a case once or a few times,
+not hundreds (neither is timed, but the server's work for them is part of the run, so the
+rate is conservative).
 
 The ceiling is a bare Flask app on the same Gunicorn settings answering the same POST
 with a 303 and no work. Rebound runs as `rebound serve` in production mode on a
@@ -36,6 +38,9 @@ from quizzes.validator import load_case
 CASE = "airline-angry-passenger"
 _ATTEMPT = re.compile(r"/attempts/(\d+)")
 _PLACEMENT = re.compile(r"/p/(\d+)/")
+# A learner who kept playing one case for the whole run would end with hundreds of attempts,
+# and each ending checks completion over all of them: a cost no real learner brings.
+ATTEMPTS_PER_LEARNER = 3
 
 
 def shipped_case(slug: str = CASE) -> Case:
@@ -56,6 +61,7 @@ class Learner:
     csrf: str = ""
     attempt: int = 0
     state: engine.State | None = None
+    attempts: int = 0
     random: random.Random = field(default_factory=random.Random)
 
     def __post_init__(self) -> None:
@@ -82,6 +88,7 @@ class Learner:
         if match is None:
             raise RuntimeError(f"start did not lead to an attempt: {started.location}")
         self.attempt = int(match.group(1))
+        self.attempts += 1
         self.state = engine.start(self.case)
 
     def answer(self) -> float:
@@ -98,7 +105,11 @@ class Learner:
         if not response.location.endswith(("/debrief", f"/attempts/{self.attempt}")):
             raise RuntimeError(f"the answer led to {response.location}")
         self.state = engine.choose(self.case, self.state, node.id, choice.id, step=len(self.state.path))
-        if self.state.ended:
+        if self.state.ended and self.attempts >= ATTEMPTS_PER_LEARNER:
+            self.browser.close()
+            self.browser, self.attempts = b.Browser(self.port), 0
+            self.prepare()
+        elif self.state.ended:
             self.start_attempt()
         return elapsed
 
