@@ -135,6 +135,11 @@ def _closed_by_server(connection: Any) -> bool:
     return bool(poller.poll(0))
 
 
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions as requests, the worker and the CLI use them (on SQLite, holding the write lock)."""
+    return sessionmaker(engine.execution_options(**{WRITE_LOCK_OPTION: True}), expire_on_commit=False)
+
+
 @dataclass
 class DatabaseState:
     """What one app holds: its engine and its session factory."""
@@ -148,10 +153,7 @@ class Database:
 
     def init_app(self, app: Flask) -> None:
         engine = make_engine(app.config["DATABASE_URL"])
-        app.extensions["rebound.db"] = DatabaseState(
-            engine=engine,
-            sessions=sessionmaker(engine.execution_options(**{WRITE_LOCK_OPTION: True}), expire_on_commit=False),
-        )
+        app.extensions["rebound.db"] = DatabaseState(engine=engine, sessions=session_factory(engine))
         app.teardown_appcontext(self._close_session)
 
     @staticmethod

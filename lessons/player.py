@@ -94,9 +94,8 @@ def lesson(placement_id: int, slug: str) -> str:
     entry = lessons[index]
     version_id = entry.version.id
     page = _rendered(entry)
-    # End the reading transaction: on SQLite a write after reads fails when another request wrote
-    # in between ("database is locked"), while a transaction that starts with it waits its turn.
-    db.session.commit()
+    # One transaction reads and writes: SQLite sessions hold the write lock from their start
+    # (course/database.py), and the upsert needs no earlier read on PostgreSQL.
     progress = open_lesson(
         db.session, user_id=current_user.id, placement_id=placement.id, slug=slug, version_id=version_id,
         now=utcnow(),
@@ -121,10 +120,12 @@ def lesson(placement_id: int, slug: str) -> str:
 @allow(*EVERYONE)
 def complete(placement_id: int, slug: str) -> WerkzeugResponse:
     placement = placement_or_404(placement_id)
-    entry = next((e for e in _lessons_in_scope(placement) if e.slug == slug), None)
+    lessons = _lessons_in_scope(placement)
+    entry = next((e for e in lessons if e.slug == slug), None)
     if entry is None:
         abort_with(404, "That lesson isn't part of this course.")
-    db.session.commit()  # as in `lesson`: the transaction that writes starts with a write (a no-op lock)
+    # The learner's progress row is locked (a no-op UPDATE) before it is read: simultaneous
+    # clicks complete it once.
     db.session.execute(
         update(LessonProgress)
         .where(LessonProgress.user_id == current_user.id, LessonProgress.placement_id == placement.id,
@@ -140,7 +141,6 @@ def complete(placement_id: int, slug: str) -> WerkzeugResponse:
     # Committed first, so the lesson stays complete whatever the completion check finds.
     evaluate(db.session, user=current_user, placement=placement, now=utcnow())
     db.session.commit()
-    lessons = _lessons_in_scope(placement)
     index = next(i for i, e in enumerate(lessons) if e.slug == slug)
     if index + 1 < len(lessons):
         return redirect(url_for("lessons.lesson", placement_id=placement.id, slug=lessons[index + 1].slug), code=303)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -166,18 +166,31 @@ def _sync(attempt: CaseAttempt, case: Case, state: State, now: datetime) -> None
 def lock_attempt(session: Session, attempt: CaseAttempt) -> None:
     """Wait for the attempt's lock, then read it afresh: answers to one attempt run one at a time.
 
-    A no-op UPDATE rather than SELECT ... FOR UPDATE, because SQLite has no row locks: there
-    the UPDATE takes the database's write lock, waiting out the busy timeout, and a transaction
-    whose first statement is that write never acts on a read another writer made stale. Call it
-    first in a fresh transaction (the view commits what it read before).
+    A no-op UPDATE rather than SELECT ... FOR UPDATE, because SQLite has no row locks (there
+    sessions take the database's write lock when they begin, course/database.py). Call it
+    before anything else is read of the attempt or its steps in the transaction: on PostgreSQL
+    each later statement then sees what the answer before committed.
     """
+    _lock(session, CaseAttempt.id == attempt.id)
+
+
+def lock_learners_attempt(
+    session: Session, attempt_id: int, *, user_id: int, placement_id: int, slug: str
+) -> CaseAttempt | None:
+    """`lock_attempt` for an attempt known by its id, if it is this learner's at this case here
+    (None otherwise: someone else's attempt is simply not found, and not locked either)."""
+    return _lock(session, CaseAttempt.id == attempt_id, CaseAttempt.user_id == user_id,
+                 CaseAttempt.placement_id == placement_id, CaseAttempt.case_slug == slug)
+
+
+def _lock(session: Session, *where: ColumnElement[bool]) -> CaseAttempt | None:
     # RETURNING reads the row afresh in the same round trip as the lock (populate_existing
     # overwrites what the session held), where an UPDATE and a refresh took two.
-    session.execute(
-        update(CaseAttempt).where(CaseAttempt.id == attempt.id).values(last_step_at=CaseAttempt.last_step_at)
+    return session.execute(
+        update(CaseAttempt).where(*where).values(last_step_at=CaseAttempt.last_step_at)
         .returning(CaseAttempt)
         .execution_options(synchronize_session=False, populate_existing=True)
-    ).all()
+    ).scalar_one_or_none()
 
 
 def abandon(session: Session, attempt: CaseAttempt, now: datetime) -> None:
@@ -188,10 +201,14 @@ def abandon(session: Session, attempt: CaseAttempt, now: datetime) -> None:
 
 
 def answer(
-    session: Session, attempt: CaseAttempt, case: Case, *, node_id: str, choice_id: str, step: int | None, now: datetime
+    session: Session, attempt: CaseAttempt, case: Case, *, node_id: str, choice_id: str, step: int | None,
+    now: datetime, locked: bool = False,
 ) -> Answered:
-    """Record one answer; a repeat of an answered step records nothing and is not an error."""
-    lock_attempt(session, attempt)
+    """Record one answer; a repeat of an answered step records nothing and is not an error.
+
+    `locked`: the caller took the attempt's lock in this transaction (`lock_learners_attempt`)."""
+    if not locked:
+        lock_attempt(session, attempt)
     if attempt.status == "abandoned":
         raise AttemptError("This attempt is closed (a newer one replaced it, or the case was withdrawn); "
                            "its answers are kept. Start again from the case page.", 409)

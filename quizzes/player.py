@@ -24,6 +24,7 @@ from quizzes.attempts import (
     case_of,
     counted,
     go_back,
+    lock_learners_attempt,
     published_case,
     start_attempt,
     state_of,
@@ -117,7 +118,6 @@ def case_intro(placement_id: int, slug: str) -> str:
 def start(placement_id: int, slug: str) -> WerkzeugResponse | tuple[str, int]:
     placement = placement_or_404(placement_id)
     version, case = _case_or_404(placement, slug)
-    db.session.commit()  # as in submit: the lock comes first in the transaction that writes
     try:
         attempt = start_attempt(
             db.session, user_id=current_user.id, placement_id=placement.id, slug=slug, version=version, case=case,
@@ -163,18 +163,22 @@ def play(placement_id: int, slug: str, attempt_id: int) -> WerkzeugResponse | st
 @allow(*EVERYONE)
 def submit(placement_id: int, slug: str, attempt_id: int) -> WerkzeugResponse | tuple[str, int]:
     placement = placement_or_404(placement_id)
-    attempt = _attempt_or_404(placement, slug, attempt_id)
+    # The attempt's lock before anything is read of it: answers to one attempt run one at a
+    # time, each on the attempt as the one before left it.
+    attempt = lock_learners_attempt(
+        db.session, attempt_id, user_id=current_user.id, placement_id=placement.id, slug=slug
+    )
+    if attempt is None:
+        abort_with(404, "That attempt doesn't exist.")
     version = _version_or_withdrawn(placement, slug, attempt)
     if not isinstance(version, PublishedVersion):
         return version
     case = case_of(version)
     step_field = request.form.get("step", "")
-    # End the transaction that only read, so the answer's own starts by taking the attempt's lock.
-    db.session.commit()
     try:
         result = answer(
             db.session, attempt, case, node_id=request.form.get("node", ""), choice_id=request.form.get("choice", ""),
-            step=int(step_field) if step_field.isdigit() else None, now=utcnow(),
+            step=int(step_field) if step_field.isdigit() else None, now=utcnow(), locked=True,
         )
     except AttemptError as error:
         db.session.rollback()
@@ -197,7 +201,6 @@ def back(placement_id: int, slug: str, attempt_id: int) -> WerkzeugResponse | tu
     version = _version_or_withdrawn(placement, slug, attempt)
     if not isinstance(version, PublishedVersion):
         return version
-    db.session.commit()  # as in submit: the lock comes first in the transaction that writes
     try:
         go_back(db.session, attempt, case_of(version), utcnow())
     except AttemptError as error:

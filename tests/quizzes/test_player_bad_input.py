@@ -11,10 +11,9 @@ from typing import Any
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
-from sqlalchemy.orm import sessionmaker
 
 from course import migrate
-from course.database import DatabaseState, db, make_engine
+from course.database import DatabaseState, db, make_engine, session_factory
 from course.models import CaseAttempt, CaseStep
 from tests.conftest import LEARNER_ROLE
 from tests.helpers import csrf_token_from
@@ -167,7 +166,7 @@ def _committing_app(app_factory: Callable[..., Flask], url: str) -> Flask:
     # Enough connections for many requests to be in the database at once.
     db.state(fresh).engine.dispose()
     wide = make_engine(url, pool_size=25, max_overflow=0, pool_timeout=60)
-    fresh.extensions["rebound.db"] = DatabaseState(engine=wide, sessions=sessionmaker(wide, expire_on_commit=False))
+    fresh.extensions["rebound.db"] = DatabaseState(engine=wide, sessions=session_factory(wide))
     return fresh
 
 
