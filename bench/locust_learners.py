@@ -26,6 +26,7 @@ from urllib.parse import parse_qs, urlsplit
 import jwt
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from locust import HttpUser, LoadTestShape, between, events, task
+from locust.exception import RescheduleTask
 
 from bench._common import CLIENT_ID, DEPLOYMENT_ID, ISSUER, LEARNER, csrf_token, percentile
 from bench.load_test import schedule
@@ -138,6 +139,17 @@ class Learner(HttpUser):
         self._loopback_cookies()
         return self.client.get(path, name=name, allow_redirects=False)
 
+    def _form_page(self, path: str, name: str) -> str:
+        """A page the learner will submit a form of: anything but a 200 with a form is a failure
+        of that request (counted in the table), not a silent error of the learner's script."""
+        self._loopback_cookies()
+        with self.client.get(path, name=name, allow_redirects=False, catch_response=True) as response:
+            if response.status_code == 200 and 'name="csrf_token"' in response.text:
+                return str(response.text)
+            where = response.headers.get("Location", "")
+            response.failure(f"HTTP {response.status_code} without a form{' → ' + where if where else ''}")
+            raise RescheduleTask()
+
     def _post(self, path: str, data: dict[str, str], name: str) -> Any:
         self._loopback_cookies()
         return self.client.post(path, data=data, name=name, allow_redirects=False)
@@ -186,15 +198,15 @@ class Learner(HttpUser):
             return
         kind, path = self.plan.pop(0)
         if kind == "lesson":
-            page = self._get(path, "/p/[id]/lessons/[slug]").text
+            page = self._form_page(path, "/p/[id]/lessons/[slug]")
             # Reading takes a while; then the learner marks it complete (the 303 leads on).
             time.sleep(self.random.uniform(*THINK))
             self._post(path + "/complete", {"csrf_token": csrf_token(page)}, "/p/[id]/lessons/[slug]/complete")
         else:
-            intro = self._get(path, "/p/[id]/cases/[slug] (intro)").text
+            intro = self._form_page(path, "/p/[id]/cases/[slug] (intro)")
             started = self._post(path + "/start", {"csrf_token": csrf_token(intro)}, "/p/[id]/cases/[slug]/start")
-            self.case_page = started.headers["Location"]
-            self.case_html = self._get(self.case_page, "/p/[id]/cases/[slug]/attempts/[id]").text
+            self.case_page, self.case_html = started.headers["Location"], ""  # if the page fails: moves on
+            self.case_html = self._form_page(self.case_page, "/p/[id]/cases/[slug]/attempts/[id]")
 
     def answer(self) -> None:
         form = STEP_FORM.search(self.case_html)
@@ -211,4 +223,5 @@ class Learner(HttpUser):
             self._get(following, "/p/[id]/cases/[slug]/attempts/[id]/debrief")
             self.case_page = ""
         else:
-            self.case_html = self._get(following or self.case_page, "/p/[id]/cases/[slug]/attempts/[id]").text
+            self.case_html = ""
+            self.case_html = self._form_page(following or self.case_page, "/p/[id]/cases/[slug]/attempts/[id]")

@@ -50,6 +50,9 @@ def _logging_config(level: str, fmt: str) -> dict[str, Any]:
     }
 
 
+KEEPALIVE_SECONDS = 75
+
+
 def server_options(
     *,
     host: str,
@@ -80,7 +83,10 @@ def server_options(
         "worker_class": "gthread" if threads > 1 else "sync",
         "timeout": 60,
         "graceful_timeout": 30,
-        "keepalive": 5,
+        # Longer than the idle time of the proxy's upstream connections (nginx keeps them 60 s):
+        # a server that closes an idle connection first races the proxy's next request on it,
+        # and a POST lost that way is not retried (the load test saw those resets at 5 s).
+        "keepalive": KEEPALIVE_SECONDS,
         "accesslog": None,
         "logconfig_dict": _logging_config(log_level, log_format),
         "control_socket_disable": True,

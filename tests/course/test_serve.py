@@ -55,3 +55,12 @@ def test_serve_starts_on_an_empty_data_directory_and_answers(tmp_path: Path) -> 
         server.wait(timeout=30)
         if server.stdout is not None:
             server.stdout.close()
+
+
+def test_idle_connections_outlive_the_proxys_so_gunicorn_never_closes_one_under_a_request() -> None:
+    from course.server import server_options
+
+    options = server_options(host="127.0.0.1", port=8000, workers=2, threads=4, trust_proxy=True,
+                             announce="", log_level="INFO", log_format="json")
+    assert options["keepalive"] > 60  # nginx keeps idle upstream connections for 60 s by default
+    assert options["worker_class"] == "gthread"  # idle keep-alive connections hold no thread
