@@ -89,13 +89,14 @@ def lms() -> Iterator[ScriptedLms]:
 
 @pytest.fixture
 def placement(app: Flask) -> Placement:
-    return _seed(db.session)
+    return seed_placement(db.session)
 
 
-def _seed(session: Any) -> Placement:
+def seed_placement(session: Any, *, base: str = "https://lms.example.edu", lineitem: str = LINEITEM) -> Placement:
+    """A platform at `base` (its token endpoint `{base}/token`) with one placement graded at `lineitem`."""
     platform = Platform(
-        name="Moodle", issuer="https://lms.example.edu", client_id="c1", auth_login_url="https://lms.example.edu/auth",
-        auth_token_url=TOKEN_URL, jwks_url="https://lms.example.edu/jwks",
+        name="Moodle", issuer=base, client_id="c1", auth_login_url=f"{base}/auth",
+        auth_token_url=f"{base}/token", jwks_url=f"{base}/jwks",
     )
     platform.deployments.append(Deployment(deployment_id="d1"))
     session.add(platform)
@@ -103,7 +104,7 @@ def _seed(session: Any) -> Placement:
     context = Context(platform_id=platform.id, deployment_id=platform.deployments[0].id, lms_context_id="course-1")
     session.add(context)
     session.flush()
-    placement = Placement(platform_id=platform.id, context_id=context.id, resource_link_id="rl-1", lineitem_url=LINEITEM)
+    placement = Placement(platform_id=platform.id, context_id=context.id, resource_link_id="rl-1", lineitem_url=lineitem)
     session.add(placement)
     session.flush()
     return placement
@@ -450,7 +451,7 @@ def test_two_workers_at_once_never_send_the_same_row(
     apps = [app_factory(DATABASE_URL=empty_database_url) for _ in range(2)]
     state = db.state(apps[0])
     with state.sessions() as session:
-        placement = _seed(session)
+        placement = seed_placement(session)
         for n in range(40):
             user = User(platform_id=placement.platform_id, sub=f"learner-{n}")
             session.add(user)

@@ -32,11 +32,12 @@ from sqlalchemy import select, update
 from course import migrate
 from course.database import db, make_engine, utcnow
 from course.grades import queue_grade
-from course.models import Context, Deployment, GradeOutbox, Placement, Platform, User
+from course.models import GradeOutbox, User
 from plugin import outbox
 from plugin.ags import timestamp
 from plugin.stores import KeyringStore
 from tests.conftest import TEST_SECRET, Databases
+from tests.plugin.test_outbox import seed_placement
 
 REPO = Path(__file__).resolve().parents[2]
 REBOUND = Path(sys.executable).parent / "rebound"
@@ -201,21 +202,9 @@ def world(
 
 def _queue_one_grade(lms: StubLms) -> int:
     session = db.session
-    platform = Platform(
-        name="Stub LMS", issuer=lms.base, client_id="c1", auth_login_url=f"{lms.base}/auth",
-        auth_token_url=f"{lms.base}/token", jwks_url=f"{lms.base}/jwks",
-    )
-    platform.deployments.append(Deployment(deployment_id="d1"))
-    session.add(platform)
-    session.flush()
-    context = Context(platform_id=platform.id, deployment_id=platform.deployments[0].id, lms_context_id="course-1")
-    session.add(context)
-    session.flush()
-    placement = Placement(
-        platform_id=platform.id, context_id=context.id, resource_link_id="rl-1", lineitem_url=lms.base + LINEITEM_PATH
-    )
-    ada = User(platform_id=platform.id, sub="ada", name="Ada")
-    session.add_all([placement, ada])
+    placement = seed_placement(session, base=lms.base, lineitem=lms.base + LINEITEM_PATH)
+    ada = User(platform_id=placement.platform_id, sub="ada", name="Ada")
+    session.add(ada)
     session.flush()
     now = utcnow() - timedelta(seconds=1)  # due at once for the worker's clock
     assert queue_grade(
