@@ -252,6 +252,8 @@ class PublishedCatalog:
     def __init__(self) -> None:
         self._stamp: tuple[int, int] | None = None
         self._lists: dict[tuple[int | None, str], tuple[PublishedVersion, ...]] = {}
+        # One copy of each version, whichever tenants' lists hold it (most hold the shipped ones).
+        self._by_id: dict[int, PublishedVersion] = {}
         self._lock = threading.Lock()
 
     def versions(self, session: Session, platform_id: int | None, kind: str) -> tuple[PublishedVersion, ...]:
@@ -263,10 +265,11 @@ class PublishedCatalog:
         with self._lock:
             if self._stamp == stamp and key in self._lists:
                 return self._lists[key]
-        versions = tuple(_read_effective_versions(session, platform_id, kind))
+        read = _read_effective_versions(session, platform_id, kind)
         with self._lock:
             if self._stamp != stamp:
-                self._stamp, self._lists = stamp, {}
+                self._stamp, self._lists, self._by_id = stamp, {}, {}
+            versions = tuple(self._by_id.setdefault(v.id, v) for v in read)
             self._lists[key] = versions
         return versions
 

@@ -163,6 +163,18 @@ def test_a_tenants_own_copy_wins_for_its_learners_only(app: Flask, make_platform
     assert _titles(app, other.id) == {"first": "First"}
 
 
+def test_tenants_seeing_the_shipped_version_share_one_copy_of_it(
+    app: Flask, make_platform: Callable[..., Platform]
+) -> None:
+    first, second = make_platform(name="First tenant"), make_platform(name="Second tenant")
+    _publish(db.session, "shipped", "Shipped")
+    db.session.commit()
+    with app.app_context(), db.state(app).sessions() as session:
+        (one,) = effective_versions(session, first.id, "lesson")
+        (other,) = effective_versions(session, second.id, "lesson")
+    assert one is other  # kept once per process, not once per tenant
+
+
 def test_an_uncommitted_publish_is_seen_by_its_own_session_and_never_shared(own_app: Flask) -> None:
     _published(own_app, "first", "First")
     assert _titles(own_app) == {"first": "First"}
