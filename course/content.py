@@ -20,6 +20,7 @@ from flask import Flask, current_app, has_app_context
 from sqlalchemy import event, func, or_, select, update
 from sqlalchemy.orm import ORMExecuteState, Session, contains_eager
 
+from course.database import flushed_any
 from course.models import ContentDraft, ContentItem, ContentVersion
 
 
@@ -293,7 +294,7 @@ def _stamp(session: Session) -> tuple[int, int]:
 
 @event.listens_for(Session, "after_flush")
 def _note_content_writes(session: Session, flush_context: object) -> None:
-    if any(isinstance(o, ContentItem | ContentVersion) for o in (*session.new, *session.dirty, *session.deleted)):
+    if flushed_any(session, ContentItem, ContentVersion):
         session.info[_CONTENT_WRITTEN] = True
 
 

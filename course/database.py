@@ -135,6 +135,11 @@ def _closed_by_server(connection: Any) -> bool:
     return bool(poller.poll(0))
 
 
+def flushed_any(session: Session, *kinds: type) -> bool:
+    """In an `after_flush` listener: whether the flush wrote an object of one of these classes."""
+    return any(isinstance(o, kinds) for o in (*session.new, *session.dirty, *session.deleted))
+
+
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     """Sessions as requests, the worker and the CLI use them (on SQLite, holding the write lock)."""
     return sessionmaker(engine.execution_options(**{WRITE_LOCK_OPTION: True}), expire_on_commit=False)

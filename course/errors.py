@@ -106,8 +106,9 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(DisconnectionError)
     def database_unavailable(error: Exception) -> Response | tuple[Response | str, int]:
         # An outage or restart of the database: answer at once with 503 and Retry-After (load
-        # balancers and people both know to come back), never a storm of 500s. The pool pings
-        # connections before use, so the first request after the database returns works.
+        # balancers and people both know to come back), never a storm of 500s. The pool checks
+        # connections as it hands them out (course/database.py), so the first request after the
+        # database returns works.
         if not is_unavailability(error):
             return unexpected(error)
         cause = getattr(error, "orig", None) or error

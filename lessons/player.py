@@ -44,7 +44,7 @@ class RenderedLesson:
 def _rendered(entry: LessonEntry) -> RenderedLesson:
     """A version's objectives and sanitised HTML, kept per version id (versions never change)."""
     def render() -> RenderedLesson:
-        # Only on a miss: the outline loads versions without their source.
+        # Only on a miss: once per version and process.
         parsed, _ = parse_lesson(entry.version.source, f"{entry.slug}.md", [entry.module])
         if parsed is None:
             return RenderedLesson((), render_markdown(""))

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from course.access import SESSION_PLACEMENTS_KEY, SESSION_ROLES_KEY
 from course.config import Settings
-from course.database import db
+from course.database import db, flushed_any
 from course.models import Platform, User
 from plugin.models import Launch
 from plugin.platform_keys import Fetch, KeyMemory, PlatformKeySet, requests_fetch
@@ -149,7 +149,7 @@ def _frame_ancestors() -> list[str]:
 def _forget_frame_ancestors(db_session: Session, flush_context: object) -> None:
     if not has_app_context() or "rebound.frame_ancestor_cache" not in current_app.extensions:
         return
-    if any(isinstance(o, Platform) for o in (*db_session.new, *db_session.dirty, *db_session.deleted)):
+    if flushed_any(db_session, Platform):
         current_app.extensions["rebound.frame_ancestor_cache"].forget()
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, select, update
+from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -102,7 +102,7 @@ def start_attempt(
 ) -> CaseAttempt:
     """Resume the active attempt, or start the next one where the case's rules allow it.
 
-    Starts by locking the learner's attempts at the case, as `lock_attempt` does one attempt:
+    Starts by locking the learner's attempts at the case, as `lock_learners_attempt` does one attempt:
     on SQLite that waits for the write lock even when there is no attempt yet; on PostgreSQL a
     first start has no row to lock, and the unique attempt number settles a race instead.
     """
@@ -163,31 +163,24 @@ def _sync(attempt: CaseAttempt, case: Case, state: State, now: datetime) -> None
         attempt.passed = engine.passed(case, state)
 
 
-def lock_attempt(session: Session, attempt: CaseAttempt) -> None:
-    """Wait for the attempt's lock, then read it afresh: answers to one attempt run one at a time.
-
-    A no-op UPDATE rather than SELECT ... FOR UPDATE, because SQLite has no row locks (there
-    sessions take the database's write lock when they begin, course/database.py). Call it
-    before anything else is read of the attempt or its steps in the transaction: on PostgreSQL
-    each later statement then sees what the answer before committed.
-    """
-    _lock(session, CaseAttempt.id == attempt.id)
-
-
 def lock_learners_attempt(
     session: Session, attempt_id: int, *, user_id: int, placement_id: int, slug: str
 ) -> CaseAttempt | None:
-    """`lock_attempt` for an attempt known by its id, if it is this learner's at this case here
-    (None otherwise: someone else's attempt is simply not found, and not locked either)."""
-    return _lock(session, CaseAttempt.id == attempt_id, CaseAttempt.user_id == user_id,
-                 CaseAttempt.placement_id == placement_id, CaseAttempt.case_slug == slug)
+    """Wait for the attempt's lock, then read it afresh: answers to one attempt run one at a time.
 
-
-def _lock(session: Session, *where: ColumnElement[bool]) -> CaseAttempt | None:
-    # RETURNING reads the row afresh in the same round trip as the lock (populate_existing
-    # overwrites what the session held), where an UPDATE and a refresh took two.
+    None if it is not this learner's attempt at this case here (someone else's is simply not
+    found, and not locked either). A no-op UPDATE rather than SELECT ... FOR UPDATE, because
+    SQLite has no row locks (there sessions take the database's write lock when they begin,
+    course/database.py). Take it before anything else is read of the attempt or its steps in
+    the transaction: on PostgreSQL each later statement then sees what the answer before
+    committed. RETURNING reads the row in the same round trip (populate_existing overwrites
+    what the session held).
+    """
     return session.execute(
-        update(CaseAttempt).where(*where).values(last_step_at=CaseAttempt.last_step_at)
+        update(CaseAttempt)
+        .where(CaseAttempt.id == attempt_id, CaseAttempt.user_id == user_id,
+               CaseAttempt.placement_id == placement_id, CaseAttempt.case_slug == slug)
+        .values(last_step_at=CaseAttempt.last_step_at)
         .returning(CaseAttempt)
         .execution_options(synchronize_session=False, populate_existing=True)
     ).scalar_one_or_none()
@@ -202,13 +195,11 @@ def abandon(session: Session, attempt: CaseAttempt, now: datetime) -> None:
 
 def answer(
     session: Session, attempt: CaseAttempt, case: Case, *, node_id: str, choice_id: str, step: int | None,
-    now: datetime, locked: bool = False,
+    now: datetime,
 ) -> Answered:
     """Record one answer; a repeat of an answered step records nothing and is not an error.
 
-    `locked`: the caller took the attempt's lock in this transaction (`lock_learners_attempt`)."""
-    if not locked:
-        lock_attempt(session, attempt)
+    Concurrent answers need the attempt locked first in the transaction (`lock_learners_attempt`)."""
     if attempt.status == "abandoned":
         raise AttemptError("This attempt is closed (a newer one replaced it, or the case was withdrawn); "
                            "its answers are kept. Start again from the case page.", 409)
@@ -250,8 +241,8 @@ def answer(
 
 
 def go_back(session: Session, attempt: CaseAttempt, case: Case, now: datetime) -> State:
-    """Take the last answer back (kept in the record as withdrawn, for analytics)."""
-    lock_attempt(session, attempt)
+    """Take the last answer back (kept in the record as withdrawn, for analytics); lock the
+    attempt first, as for `answer`."""
     if attempt.status == "abandoned":
         raise AttemptError("This attempt is closed; its answers are kept. Start again from the case page.", 409)
     taken_steps = _steps(session, attempt)

@@ -66,6 +66,17 @@ def _attempt_or_404(placement: Placement, slug: str, attempt_id: int) -> CaseAtt
     return attempt
 
 
+def _locked_attempt_or_404(placement: Placement, slug: str, attempt_id: int) -> CaseAttempt:
+    """The learner's attempt, locked before anything is read of it: changes to one attempt run
+    one at a time, each on the attempt as the one before left it."""
+    attempt = lock_learners_attempt(
+        db.session, attempt_id, user_id=current_user.id, placement_id=placement.id, slug=slug
+    )
+    if attempt is None:
+        abort_with(404, "That attempt doesn't exist.")
+    return attempt
+
+
 def _refuse(
     error: AttemptError, placement: Placement, slug: str, attempt: CaseAttempt | None = None
 ) -> tuple[str, int]:
@@ -163,13 +174,7 @@ def play(placement_id: int, slug: str, attempt_id: int) -> WerkzeugResponse | st
 @allow(*EVERYONE)
 def submit(placement_id: int, slug: str, attempt_id: int) -> WerkzeugResponse | tuple[str, int]:
     placement = placement_or_404(placement_id)
-    # The attempt's lock before anything is read of it: answers to one attempt run one at a
-    # time, each on the attempt as the one before left it.
-    attempt = lock_learners_attempt(
-        db.session, attempt_id, user_id=current_user.id, placement_id=placement.id, slug=slug
-    )
-    if attempt is None:
-        abort_with(404, "That attempt doesn't exist.")
+    attempt = _locked_attempt_or_404(placement, slug, attempt_id)
     version = _version_or_withdrawn(placement, slug, attempt)
     if not isinstance(version, PublishedVersion):
         return version
@@ -178,7 +183,7 @@ def submit(placement_id: int, slug: str, attempt_id: int) -> WerkzeugResponse | 
     try:
         result = answer(
             db.session, attempt, case, node_id=request.form.get("node", ""), choice_id=request.form.get("choice", ""),
-            step=int(step_field) if step_field.isdigit() else None, now=utcnow(), locked=True,
+            step=int(step_field) if step_field.isdigit() else None, now=utcnow(),
         )
     except AttemptError as error:
         db.session.rollback()
@@ -197,7 +202,7 @@ def submit(placement_id: int, slug: str, attempt_id: int) -> WerkzeugResponse | 
 @allow(*EVERYONE)
 def back(placement_id: int, slug: str, attempt_id: int) -> WerkzeugResponse | tuple[str, int]:
     placement = placement_or_404(placement_id)
-    attempt = _attempt_or_404(placement, slug, attempt_id)
+    attempt = _locked_attempt_or_404(placement, slug, attempt_id)
     version = _version_or_withdrawn(placement, slug, attempt)
     if not isinstance(version, PublishedVersion):
         return version
